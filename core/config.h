@@ -25,7 +25,7 @@ typedef enum {
     DC_SAMPLER_INSTANCE = 0, /* q = 1: plain shuffle (reference: sampler null) */
     DC_SAMPLER_CLASS_AWARE,  /* q = 0: round-robin classes, k consecutive per class (ClassAwareSampler) */
     DC_SAMPLER_POWER,        /* q_j ∝ n_j^q, i.i.d. with replacement (MixedPrioritizedSampler, nroot=1/q) */
-    DC_SAMPLER_PROGRESSIVE   /* p_j(t) = (1 - t/T) p^IB + (t/T) p^CB (ClassPrioritySampler) */
+    DC_SAMPLER_PROGRESSIVE   /* p_j(t) = (1 - l_t) p^IB + l_t p^CB, l_t = min(t, T-1)/(T-1) (ClassPrioritySampler) */
 } dc_sampler_type;
 
 typedef enum { DC_IMB_NONE = 0, DC_IMB_EXP, DC_IMB_STEP } dc_imb_type;
