@@ -8,34 +8,58 @@
 #include <stdlib.h>
 #include <string.h>
 
-int dc_sgd_create(dc_sgd *opt, const dc_net *net, float backbone_lr, float backbone_momentum,
-                  float backbone_wd, float fc_lr, float fc_momentum, float fc_wd, int nesterov,
-                  int no_decay_bn_bias) {
+int dc_sgd_create_groups(dc_sgd *opt, size_t n_params, const dc_sgd_group *groups, int n_groups, int nesterov,
+                         const uint8_t *no_decay) {
     memset(opt, 0, sizeof *opt);
-    if (nesterov && (backbone_momentum <= 0 || fc_momentum <= 0))
-        return DC_ERR("nesterov momentum requires momentum > 0 (as torch.optim.SGD)");
-    opt->n_params = net->n_params;
+    if (n_groups < 1 || n_groups > DC_OPT_MAX_GROUPS)
+        return DC_ERR("optimizer: %d parameter groups (1..%d allowed)", n_groups, DC_OPT_MAX_GROUPS);
+    for (int g = 0; g < n_groups; g++) {
+        const dc_sgd_group *G = &groups[g];
+        if (G->begin > G->end || G->end > n_params)
+            return DC_ERR("optimizer: group %d range [%zu, %zu) outside the %zu parameters", g, G->begin, G->end,
+                          n_params);
+        if (nesterov && G->momentum <= 0)
+            return DC_ERR("optimizer: nesterov momentum requires momentum > 0 (as torch.optim.SGD)");
+        if (G->lr < 0 || G->momentum < 0 || G->weight_decay < 0)
+            return DC_ERR("optimizer: group %d has a negative lr, momentum or weight decay", g);
+        opt->groups[g] = *G;
+    }
+    opt->n_groups = n_groups;
+    opt->n_params = n_params;
     opt->nesterov = nesterov;
-    opt->no_decay_bn_bias = no_decay_bn_bias;
-    opt->groups[0] = (dc_sgd_group){0, net->fc_param_begin, backbone_lr, backbone_momentum, backbone_wd, 0};
-    opt->groups[1] = (dc_sgd_group){net->fc_param_begin, net->n_params, fc_lr, fc_momentum, fc_wd, 0};
-    opt->n_groups = 2;
-    opt->momentum_buf = dc_malloc_aligned(net->n_params * sizeof(float));
-    opt->no_decay = dc_calloc(net->n_params, 1);
+    opt->no_decay_bn_bias = no_decay != NULL;
+    opt->momentum_buf = dc_malloc_aligned((n_params ? n_params : 1) * sizeof(float));
+    opt->no_decay = dc_calloc(n_params ? n_params : 1, 1);
     if (!opt->momentum_buf || !opt->no_decay) {
         dc_sgd_free(opt);
         return DC_FAIL;
     }
-    memset(opt->momentum_buf, 0, net->n_params * sizeof(float));
+    memset(opt->momentum_buf, 0, n_params * sizeof(float));
+    if (no_decay) memcpy(opt->no_decay, no_decay, n_params);
+    return DC_OK;
+}
+
+int dc_sgd_create(dc_sgd *opt, const dc_net *net, float backbone_lr, float backbone_momentum,
+                  float backbone_wd, float fc_lr, float fc_momentum, float fc_wd, int nesterov,
+                  int no_decay_bn_bias) {
+    dc_sgd_group groups[2] = {
+        {0, net->fc_param_begin, backbone_lr, backbone_momentum, backbone_wd, 0},
+        {net->fc_param_begin, net->n_params, fc_lr, fc_momentum, fc_wd, 0},
+    };
+    uint8_t *mask = NULL;
     if (no_decay_bn_bias) {
+        mask = dc_calloc(net->n_params, 1);
+        if (!mask) return DC_FAIL;
         for (int i = 0; i < net->n_tensors; i++) {
             const dc_tensor *t = &net->tensors[i];
             if (t->kind != DC_KIND_PARAM || !t->no_decay) continue;
             size_t off = (size_t)((const float *)t->data - net->params);
-            memset(opt->no_decay + off, 1, (size_t)dc_tensor_numel(t));
+            memset(mask + off, 1, (size_t)dc_tensor_numel(t));
         }
     }
-    return DC_OK;
+    int rc = dc_sgd_create_groups(opt, net->n_params, groups, 2, nesterov, mask);
+    free(mask);
+    return rc;
 }
 
 void dc_sgd_free(dc_sgd *opt) {

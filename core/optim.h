@@ -40,6 +40,11 @@ typedef struct {
     int64_t step;        /* number of updates done (buf initialisation on the first) */
 } dc_sgd;
 
+/* Creates an optimizer over n_params parameters with the given groups (ranges must lie in [0, n_params)).
+ * no_decay (nullable): per-parameter 1 where weight decay is skipped; copied. */
+int dc_sgd_create_groups(dc_sgd *opt, size_t n_params, const dc_sgd_group *groups, int n_groups, int nesterov,
+                         const uint8_t *no_decay);
+
 /* Creates the optimizer for a network with two groups: backbone [0, fc_param_begin) and classifier
  * [fc_param_begin, n_params). */
 int dc_sgd_create(dc_sgd *opt, const dc_net *net, float backbone_lr, float backbone_momentum,
