@@ -206,6 +206,14 @@ static const dc_key keys[] = {
      .off = OFF(sync_bn),
      .doc = "distributed: allreduce the BatchNorm batch statistics (false: per-rank BN, like the reference's "
             "DataParallel)"},
+    {.path = "allreduce_bucket_mb",
+     .kind = K_DOUBLE,
+     .off = OFF(allreduce_bucket_mb),
+     .min = 0,
+     .max = 4096,
+     .flags = HAS_MIN | HAS_MAX | NOHASH,
+     .doc = "gradient allreduce in buckets of this many MB, each started (MPI_Iallreduce) as soon as backward "
+            "has finished its gradients; 0: one MPI_Allreduce of the whole gradient slab after backward"},
 
     /* ---- scheduler ---- */
     {.path = "scheduler.type",
@@ -435,6 +443,18 @@ static const dc_key keys[] = {
      .min = 0,
      .flags = HAS_MIN | NOHASH,
      .doc = "print the training loss every this many steps (0: never)"},
+    {.path = "training_opt.checkpoint_every",
+     .kind = K_I64,
+     .off = OFF(training_opt.checkpoint_every),
+     .min = 0,
+     .flags = HAS_MIN | NOHASH,
+     .doc = "write a checkpoint every this many steps (0: at the end of every epoch); also on SIGTERM/SIGUSR1"},
+    {.path = "training_opt.keep_checkpoints",
+     .kind = K_INT,
+     .off = OFF(training_opt.keep_checkpoints),
+     .min = 0,
+     .flags = HAS_MIN | NOHASH,
+     .doc = "complete checkpoints kept in log_dir/checkpoints (0: all)"},
     {.path = "training_opt.fixed_order",
      .kind = K_BOOL,
      .off = OFF(training_opt.fixed_order),
@@ -791,6 +811,8 @@ void dc_config_defaults(dc_config *cfg) {
     t->display_step = 50;
     t->fixed_order = 0;
     t->shuffle = 0;
+    t->checkpoint_every = 0;
+    t->keep_checkpoints = 3;
     t->sampler.type = DC_SAMPLER_INSTANCE;
     t->sampler.num_samples_cls = 4;
     t->sampler.q = 0.5;
@@ -818,6 +840,7 @@ void dc_config_defaults(dc_config *cfg) {
     cfg->scheduler.reference_step_first = 0;
     cfg->endlr = 0.0;
     cfg->sync_bn = 0;
+    cfg->allreduce_bucket_mb = 25.0;
 }
 
 /* ---- value formatting (writer, docs, messages) --------------------------------------------------------- */

@@ -94,6 +94,8 @@ typedef struct {
     int fixed_order;                /* no shuffle, no augmentation: for tests and debugging */
     int shuffle;                    /* shuffle inside each global batch before sharding (reference `shuffle`) */
     dc_sampler_cfg sampler;
+    int64_t checkpoint_every;       /* steps between checkpoints (0: at the end of every epoch) */
+    int keep_checkpoints;           /* complete checkpoints kept in log_dir/checkpoints (0: all) */
     char log_dir[DC_PATH_MAX];
     uint64_t seed;
 } dc_training_opt;
@@ -127,6 +129,8 @@ typedef struct {
     char init_weights[DC_PATH_MAX]; /* initialise from this safetensors file ("" = random init) */
     char save_weights[DC_PATH_MAX]; /* write the final weights here ("" = log_dir/final.safetensors) */
     int sync_bn;                    /* distributed: allreduce BN statistics */
+    double allreduce_bucket_mb;     /* gradient allreduce: buckets of this size overlapped with backward
+                                       (MPI_Iallreduce); 0: one MPI_Allreduce of the whole slab after backward */
 } dc_config;
 
 /* Fills every field with its documented default. */
