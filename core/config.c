@@ -118,13 +118,13 @@ static const char *const dataset_names[] = {"fashion_mnist", "mnist", "cifar10",
 /* Backbones: name, pooled feature dimension, the reference's models/<file>.py (NULL: none there). */
 // clang-format off
 static const char *const arch_names[] = {
-    "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+    "resnet8",  "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
     "resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", NULL};
 static const int arch_feat_dim[] = {
-    64,         64,         64,         64,         64,
+    64,         64,         64,         64,         64,         64,
     512,        512,        512,        2048,       2048,        2048,        2048};
 static const char *const arch_ref_file[] = {
-    NULL,       NULL,       NULL,       NULL,       NULL,
+    NULL,       NULL,       NULL,       NULL,       NULL,       NULL,
     "ResNet10Feature", NULL, NULL, "ResNet50Feature", "ResNet101Feature", "ResNet152Feature", "ResNext50Feature"};
 // clang-format on
 _Static_assert(sizeof arch_feat_dim / sizeof arch_feat_dim[0] + 1 ==
@@ -443,6 +443,13 @@ static const dc_key keys[] = {
      .min = 0,
      .flags = HAS_MIN | NOHASH,
      .doc = "print the training loss every this many steps (0: never)"},
+    {.path = "training_opt.skip_nonfinite_batches",
+     .kind = K_INT,
+     .off = OFF(training_opt.skip_nonfinite_batches),
+     .min = 0,
+     .flags = HAS_MIN,
+     .doc = "skip up to this many isolated batches whose loss or gradient is NaN/Inf, with a warning each "
+            "(0: the first one stops training with the step and the layer)"},
     {.path = "training_opt.checkpoint_every",
      .kind = K_I64,
      .off = OFF(training_opt.checkpoint_every),
@@ -517,7 +524,7 @@ static const dc_key keys[] = {
      .off = OFF(feat_model.arch),
      .size = SIZE(feat_model.arch),
      .names = arch_names,
-     .doc = "backbone: resnet20/32/44/56/110 (CIFAR, 64-d feature), resnet10/18/34 (512-d), "
+     .doc = "backbone: resnet8/20/32/44/56/110 (CIFAR, 64-d feature; resnet8 is for tests), resnet10/18/34 (512-d), "
             "resnet50/101/152 or resnext50_32x4d (2048-d)"},
     {.path = "networks.feat_model.fix",
      .kind = K_BOOL,
@@ -812,6 +819,7 @@ void dc_config_defaults(dc_config *cfg) {
     t->fixed_order = 0;
     t->shuffle = 0;
     t->checkpoint_every = 0;
+    t->skip_nonfinite_batches = 0;
     t->keep_checkpoints = 3;
     t->sampler.type = DC_SAMPLER_INSTANCE;
     t->sampler.num_samples_cls = 4;

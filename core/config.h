@@ -94,6 +94,7 @@ typedef struct {
     int fixed_order;                /* no shuffle, no augmentation: for tests and debugging */
     int shuffle;                    /* shuffle inside each global batch before sharding (reference `shuffle`) */
     dc_sampler_cfg sampler;
+    int skip_nonfinite_batches;     /* skip up to this many batches whose loss or gradient is NaN/Inf (0: stop) */
     int64_t checkpoint_every;       /* steps between checkpoints (0: at the end of every epoch) */
     int keep_checkpoints;           /* complete checkpoints kept in log_dir/checkpoints (0: all) */
     char log_dir[DC_PATH_MAX];
