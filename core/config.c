@@ -113,6 +113,9 @@ static const char *const imb_names[] = {"none", "exp", "step", NULL};
 static const char *const aug_names[] = {"none", "cifar", "imagenet", NULL};
 static const char *const sampler_names[] = {"instance_balanced", "class_aware", "power", "progressive", NULL};
 static const char *const head_names[] = {"linear", "lws", NULL};
+static const char *const ncm_feat_names[] = {"un", "l2n", "cl2n", NULL};
+static const char *const ncm_dist_names[] = {"l2", "cos", NULL};
+static const char *const feature_mode_names[] = {"cached", "reextract", NULL};
 static const char *const dataset_names[] = {"fashion_mnist", "mnist", "cifar10", "cifar100", "list", NULL};
 
 /* Backbones: name, pooled feature dimension, the reference's models/<file>.py (NULL: none there). */
@@ -214,6 +217,54 @@ static const dc_key keys[] = {
      .flags = HAS_MIN | HAS_MAX | NOHASH,
      .doc = "gradient allreduce in buckets of this many MB, each started (MPI_Iallreduce) as soon as backward "
             "has finished its gradients; 0: one MPI_Allreduce of the whole gradient slab after backward"},
+
+    /* ---- stage 2 ---- */
+    {.path = "stage2.ncm", .kind = K_BOOL, .off = OFF(stage2.ncm), .doc = "fit the NCM head"},
+    {.path = "stage2.crt", .kind = K_BOOL, .off = OFF(stage2.crt), .doc = "fit cRT (re-trained linear classifier)"},
+    {.path = "stage2.tau_norm", .kind = K_BOOL, .off = OFF(stage2.tau_norm),
+     .doc = "fit tau-norm, tau swept 0..2 step 0.1 and chosen on the val split"},
+    {.path = "stage2.lws", .kind = K_BOOL, .off = OFF(stage2.lws), .doc = "fit LWS (learnable weight scaling)"},
+    {.path = "stage2.logit_adjust", .kind = K_BOOL, .off = OFF(stage2.logit_adjust),
+     .doc = "fit post-hoc logit adjustment z - tau log pi, tau swept and chosen on val like tau-norm"},
+    {.path = "stage2.ncm_feat", .kind = K_ENUM, .off = OFF(stage2.ncm_feat), .names = ncm_feat_names,
+     .doc = "NCM feature transform: un (raw), l2n (L2-normalised), cl2n (centred on the train mean, then "
+            "L2-normalised; the reference's default)"},
+    {.path = "stage2.ncm_dist", .kind = K_ENUM, .off = OFF(stage2.ncm_dist), .names = ncm_dist_names,
+     .doc = "NCM distance: l2 (squared Euclidean) or cos"},
+    {.path = "stage2.tau_keep_bias", .kind = K_BOOL, .off = OFF(stage2.tau_keep_bias),
+     .doc = "tau-norm keeps the classifier bias (BagofTricks-LT) instead of dropping it (the reference)"},
+    {.path = "stage2.crt_train.num_epochs", .kind = K_INT, .off = OFF(stage2.crt_train.num_epochs), .min = 1,
+     .max = 100000, .flags = HAS_MIN | HAS_MAX, .doc = "cRT epochs (reference 10, iNaturalist 30)"},
+    {.path = "stage2.crt_train.batch_size", .kind = K_INT, .off = OFF(stage2.crt_train.batch_size), .min = 0,
+     .flags = HAS_MIN, .doc = "cRT global batch (0: training_opt.batch_size)"},
+    {.path = "stage2.crt_train.lr", .kind = K_FLOAT, .off = OFF(stage2.crt_train.lr), .min = 0, .flags = HAS_MIN,
+     .doc = "cRT learning rate, cosine to endlr (0: networks.classifier.optim_params.lr)"},
+    {.path = "stage2.crt_train.momentum", .kind = K_FLOAT, .off = OFF(stage2.crt_train.momentum), .min = 0,
+     .max = 1, .flags = HAS_MIN | HAS_MAX, .doc = "cRT SGD momentum"},
+    {.path = "stage2.crt_train.weight_decay", .kind = K_FLOAT, .off = OFF(stage2.crt_train.weight_decay),
+     .min = 0, .flags = HAS_MIN, .doc = "cRT weight decay"},
+    {.path = "stage2.lws_train.num_epochs", .kind = K_INT, .off = OFF(stage2.lws_train.num_epochs), .min = 1,
+     .max = 100000, .flags = HAS_MIN | HAS_MAX, .doc = "LWS epochs (reference 5)"},
+    {.path = "stage2.lws_train.batch_size", .kind = K_INT, .off = OFF(stage2.lws_train.batch_size), .min = 0,
+     .flags = HAS_MIN, .doc = "LWS global batch (0: training_opt.batch_size)"},
+    {.path = "stage2.lws_train.lr", .kind = K_FLOAT, .off = OFF(stage2.lws_train.lr), .min = 0, .flags = HAS_MIN,
+     .doc = "LWS learning rate, cosine to endlr (0: networks.classifier.optim_params.lr)"},
+    {.path = "stage2.lws_train.momentum", .kind = K_FLOAT, .off = OFF(stage2.lws_train.momentum), .min = 0,
+     .max = 1, .flags = HAS_MIN | HAS_MAX, .doc = "LWS SGD momentum"},
+    {.path = "stage2.lws_train.weight_decay", .kind = K_FLOAT, .off = OFF(stage2.lws_train.weight_decay),
+     .min = 0, .flags = HAS_MIN, .doc = "LWS weight decay (on the scales, as the reference)"},
+    {.path = "stage2.num_samples_cls", .kind = K_INT, .off = OFF(stage2.num_samples_cls), .min = 1, .max = 1000000,
+     .flags = HAS_MIN | HAS_MAX, .doc = "cRT / LWS class-aware sampler: consecutive samples per class"},
+    {.path = "stage2.crt_loss_tau", .kind = K_FLOAT, .off = OFF(stage2.crt_loss_tau),
+     .doc = "cRT loss CE(z + tau log pi): 1 = logit-adjusted / Balanced-Softmax loss (0: plain CE)"},
+    {.path = "stage2.features", .kind = K_ENUM, .off = OFF(stage2.features), .names = feature_mode_names,
+     .doc = "cached: features extracted once with eval transforms and frozen BN (fast); reextract: cRT/LWS "
+            "batches re-extracted with training augmentation, BN in train mode as the reference"},
+    {.path = "stage2.distributed", .kind = K_BOOL, .off = OFF(stage2.distributed),
+     .doc = "train cRT / LWS on every rank with allreduced head gradients instead of on rank 0 over gathered "
+            "features (for when rank 0's memory is too small)"},
+    {.path = "stage2.save_features", .kind = K_BOOL, .off = OFF(stage2.save_features), .flags = NOHASH,
+     .doc = "write train/val/test features, labels and fc weights as .npy into log_dir/features"},
 
     /* ---- scheduler ---- */
     {.path = "scheduler.type",
@@ -849,6 +900,17 @@ void dc_config_defaults(dc_config *cfg) {
     cfg->endlr = 0.0;
     cfg->sync_bn = 0;
     cfg->allreduce_bucket_mb = 25.0;
+    cfg->stage2.ncm = cfg->stage2.crt = cfg->stage2.tau_norm = cfg->stage2.lws = cfg->stage2.logit_adjust = 1;
+    cfg->stage2.ncm_feat = 2;
+    cfg->stage2.ncm_dist = 0;
+    cfg->stage2.tau_keep_bias = 0;
+    cfg->stage2.crt_train = (dc_head_train_cfg){10, 0, 0.0f, 0.9f, 5e-4f};
+    cfg->stage2.lws_train = (dc_head_train_cfg){5, 0, 0.0f, 0.9f, 5e-4f};
+    cfg->stage2.num_samples_cls = 4;
+    cfg->stage2.crt_loss_tau = 0.0f;
+    cfg->stage2.features = DC_FEATURES_CACHED;
+    cfg->stage2.distributed = 0;
+    cfg->stage2.save_features = 0;
 }
 
 /* ---- value formatting (writer, docs, messages) --------------------------------------------------------- */
@@ -1906,6 +1968,16 @@ int dc_config_load(dc_config *cfg, const char *path) {
     return rc;
 }
 
+int dc_config_load_buffer(dc_config *cfg, const char *text, size_t len, const char *what) {
+    if (!cfg || (!text && len)) return DC_ERR("dc_config_load_buffer: NULL argument");
+    if (!what) what = "<memory>";
+    if (len > CONFIG_MAX_FILE_BYTES)
+        return DC_ERR("%s: larger than %u bytes; not a config file", what, CONFIG_MAX_FILE_BYTES);
+    int rc = apply_text(cfg, what, 1, text ? text : "", len);
+    if (rc == DC_OK) set_str(cfg->source_path, sizeof cfg->source_path, what);
+    return rc;
+}
+
 int dc_config_set(dc_config *cfg, const char *assignment) {
     if (!cfg || !assignment) return DC_ERR("dc_config_set: NULL argument");
     const char *eq = strchr(assignment, '=');
@@ -2297,6 +2369,9 @@ int dc_config_describe(FILE *out) {
                                            "training_opt.sampler",
                                            "networks.feat_model",
                                            "networks.classifier",
+                                           "stage2",
+                                           "stage2.crt_train",
+                                           "stage2.lws_train",
                                            "memory",
                                            "criterions"};
     dc_config def;

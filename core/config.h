@@ -119,6 +119,33 @@ typedef struct {
     float loss_logit_adjust_tau;    /* logit-adjusted / Balanced-Softmax loss: z + tau*log(pi) (0: plain CE) */
 } dc_optim_cfg;
 
+typedef enum { DC_FEATURES_CACHED = 0, DC_FEATURES_REEXTRACT } dc_feature_mode;
+
+/* One trained stage-2 head (cRT or LWS). 0 in batch_size / lr means: take training_opt.batch_size /
+ * networks.classifier.optim_params.lr. */
+typedef struct {
+    int num_epochs;
+    int batch_size;
+    float lr;
+    float momentum;
+    float weight_decay;
+} dc_head_train_cfg;
+
+typedef struct {
+    int ncm, crt, tau_norm, lws, logit_adjust; /* which heads `decouple run` / `decouple heads` fit */
+    int ncm_feat;                  /* 0 un, 1 l2n, 2 cl2n (default) */
+    int ncm_dist;                  /* 0 l2 (default), 1 cos */
+    int tau_keep_bias;             /* tau-norm keeps the bias (BagofTricks) instead of dropping it */
+    dc_head_train_cfg crt_train;   /* reference: 10 epochs (iNat 30), momentum 0.9, wd 5e-4, cosine */
+    dc_head_train_cfg lws_train;   /* reference: 5 epochs */
+    int num_samples_cls;           /* class-aware sampler of cRT / LWS (4) */
+    float crt_loss_tau;            /* cRT with the logit-adjusted loss: CE(z + tau log pi) (0: plain CE) */
+    dc_feature_mode features;      /* cached (default) or re-extracted with training augmentation per batch */
+    int distributed;               /* cRT / LWS trained on every rank (head gradients allreduced) instead of
+                                      on rank 0 over gathered features */
+    int save_features;             /* write the extracted features as .npy into log_dir/features */
+} dc_stage2_cfg;
+
 typedef struct {
     char source_path[DC_PATH_MAX];  /* the YAML file, for messages */
     dc_training_opt training_opt;
@@ -126,6 +153,7 @@ typedef struct {
     dc_classifier_cfg classifier;
     dc_optim_cfg optimizer;
     dc_sched_cfg scheduler;         /* `coslr: true` selects cosine, `endlr` is its floor */
+    dc_stage2_cfg stage2;
     double endlr;
     char init_weights[DC_PATH_MAX]; /* initialise from this safetensors file ("" = random init) */
     char save_weights[DC_PATH_MAX]; /* write the final weights here ("" = log_dir/final.safetensors) */
@@ -139,6 +167,10 @@ void dc_config_defaults(dc_config *cfg);
 
 /* Reads `path` over the defaults. Returns DC_OK, or DC_FAIL with "path:line: key.path: what is wrong". */
 int dc_config_load(dc_config *cfg, const char *path);
+
+/* The same over text in memory (len bytes, no NUL needed); `what` names it in messages as the path does. For
+ * tests and the fuzz target (tests/fuzz/fuzz_config.c). */
+int dc_config_load_buffer(dc_config *cfg, const char *text, size_t len, const char *what);
 
 /* Applies one "key.path=value" override (value in YAML scalar syntax). */
 int dc_config_set(dc_config *cfg, const char *assignment);
