@@ -125,10 +125,12 @@ void dc_decode_buf_free(dc_decode_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
-int dc_dataset_decode_file(const dc_dataset *ds, int64_t i, int min_side, dc_decode_buf *b) {
-    char path[DC_JOINED_PATH_MAX], what[DC_JOINED_PATH_MAX + DC_PATH_MAX + 32];
+/* Reads sample i's file into b->file; `what` receives "path (list:line)" for messages. */
+static int read_sample_file(const dc_dataset *ds, int64_t i, dc_decode_buf *b, char *what, size_t what_cap,
+                            size_t *size_out) {
+    char path[DC_JOINED_PATH_MAX];
     DC_TRY(join_path(ds->data_root, dc_list_file_path(&ds->list, i), path, sizeof path));
-    snprintf(what, sizeof what, "%s (%s:%lld)", path, ds->list.source, (long long)ds->list.line[i]);
+    snprintf(what, what_cap, "%s (%s:%lld)", path, ds->list.source, (long long)ds->list.line[i]);
     int fd = open(path, O_RDONLY);
     if (fd < 0) return DC_ERR("%s: cannot open: %s", what, strerror(errno));
     struct stat st;
@@ -159,6 +161,14 @@ int dc_dataset_decode_file(const dc_dataset *ds, int64_t i, int min_side, dc_dec
     }
     close(fd);
     if (got != size) return DC_ERR("%s: read %zu of %zu bytes", what, got, size);
+    *size_out = size;
+    return DC_OK;
+}
+
+int dc_dataset_decode_file(const dc_dataset *ds, int64_t i, int min_side, dc_decode_buf *b) {
+    char what[DC_JOINED_PATH_MAX + DC_PATH_MAX + 32];
+    size_t size = 0;
+    DC_TRY(read_sample_file(ds, i, b, what, sizeof what, &size));
     return dc_jpeg_decode(b->file, size, what, min_side, ds->channels, &b->img);
 }
 
@@ -171,18 +181,6 @@ void dc_dataset_mark_bad(dc_dataset *ds, int64_t j) {
     }
 }
 
-static int grow_scratch(dc_decode_buf *b, size_t need) {
-    if (need <= b->scratch_cap) return DC_OK;
-    dc_free_aligned(b->scratch);
-    b->scratch = dc_malloc_aligned(need);
-    if (!b->scratch) {
-        b->scratch_cap = 0;
-        return DC_FAIL;
-    }
-    b->scratch_cap = need;
-    return DC_OK;
-}
-
 int dc_dataset_stream_sample(dc_dataset *ds, int64_t i, int augment, uint64_t seed, int epoch, float *out,
                              dc_decode_buf *b) {
     const uint64_t key = dc_rng_key(seed, DC_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)i);
@@ -190,14 +188,17 @@ int dc_dataset_stream_sample(dc_dataset *ds, int64_t i, int augment, uint64_t se
     const int64_t *members = ds->class_members + ds->class_start[c];
     const int64_t n_c = ds->class_start[c + 1] - ds->class_start[c];
     const int64_t p = ds->position_in_class[i];
-    const int min_side = dc_transform_min_side(&ds->transform, augment);
     for (int64_t t = 0; t < n_c; t++) {
         int64_t j = members[(p + t) % n_c];
         if (atomic_load(&ds->bad[j])) continue;
-        if (dc_dataset_decode_file(ds, j, min_side, b) == DC_OK) {
-            DC_TRY(grow_scratch(b, dc_transform_scratch_bytes(&ds->transform, &b->img)));
-            return dc_transform_apply(&ds->transform, &b->img, augment, key, out, b->scratch);
-        }
+        /* fused decode + transform: decodes only the crop box (plus a margin), bit-identical to decoding
+         * the whole image and transforming it */
+        char what[DC_JOINED_PATH_MAX + DC_PATH_MAX + 32];
+        size_t size = 0;
+        if (read_sample_file(ds, j, b, what, sizeof what, &size) == DC_OK &&
+            dc_jpeg_decode_transform(b->file, size, what, &ds->transform, augment, key, &b->img, &b->scratch,
+                                     &b->scratch_cap, out) == DC_OK)
+            return DC_OK;
         if (!ds->skip_bad_images) return DC_FAIL;
         dc_dataset_mark_bad(ds, j);
     }
