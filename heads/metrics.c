@@ -1,6 +1,7 @@
 /*
  * metrics.c: additive per-class counters and the summaries computed from them (metrics.h).
  */
+#define _GNU_SOURCE
 #include "metrics.h"
 
 #include "core/check.h"
@@ -50,6 +51,13 @@ double dc_metrics_class_acc(const dc_metrics *m, int c) {
     return m->count[c] ? (double)m->correct1[c] / (double)m->count[c] : NAN;
 }
 
+static int by_train_count(const void *a, const void *b, void *ctx) {
+    const int64_t *counts = ctx;
+    int i = *(const int *)a, j = *(const int *)b;
+    if (counts[i] != counts[j]) return counts[i] < counts[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
 void dc_metrics_summarize(const dc_metrics *m, const int64_t *train_counts, dc_metrics_summary *s) {
     memset(s, 0, sizeof *s);
     int64_t c1 = 0, c5 = 0;
@@ -74,6 +82,25 @@ void dc_metrics_summarize(const dc_metrics *m, const int64_t *train_counts, dc_m
                 med += acc;
                 s->n_medium++;
             }
+        }
+    }
+    /* tail half: the C/2 classes with the fewest training images (stable order: count, then index) */
+    s->tail_half = NAN;
+    if (train_counts && m->num_classes >= 2) {
+        const int C = m->num_classes;
+        int *order = malloc((size_t)C * sizeof(int));
+        if (order) {
+            for (int c = 0; c < C; c++) order[c] = c;
+            qsort_r(order, (size_t)C, sizeof(int), by_train_count, (void *)train_counts);
+            double acc_sum = 0;
+            int n = 0;
+            for (int k = 0; k < C / 2; k++)
+                if (m->count[order[k]]) {
+                    acc_sum += dc_metrics_class_acc(m, order[k]);
+                    n++;
+                }
+            if (n) s->tail_half = acc_sum / n;
+            free(order);
         }
     }
     s->top1 = s->total ? (double)c1 / (double)s->total : NAN;

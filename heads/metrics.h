@@ -35,6 +35,9 @@ typedef struct {
     double macro_top1;
     double many, medium, few;      /* NAN when the group has no class in the eval set */
     int n_many, n_medium, n_few;   /* classes per group (present in the eval set) */
+    double tail_half;              /* macro accuracy over the half of the classes with the fewest training
+                                      images (ties by class index; the paper's "tail" view independent of the
+                                      100/20 thresholds, useful when a group is empty) */
 } dc_metrics_summary;
 
 /* train_counts [C] (NULL: no shot split). */

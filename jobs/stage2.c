@@ -246,6 +246,7 @@ static void json_summary(dc_json_writer *w, const char *key, const dc_metrics_su
     dc_json_kv_double(w, "many", s->many);
     dc_json_kv_double(w, "medium", s->medium);
     dc_json_kv_double(w, "few", s->few);
+    dc_json_kv_double(w, "tail_half_macro", s->tail_half);
     dc_json_kv_int(w, "n_many", s->n_many);
     dc_json_kv_int(w, "n_medium", s->n_medium);
     dc_json_kv_int(w, "n_few", s->n_few);
@@ -319,18 +320,20 @@ static int write_results_json(dc_job *job, const char *path, head_result *hr, in
 }
 
 static void print_table(dc_job *job, head_result *hr, int n_heads) {
-    dc_job_print(job, "\n%-12s %8s %8s %8s %8s %8s %8s\n", "head", "many", "medium", "few", "all", "macro", "top-5");
+    dc_job_print(job, "\n%-14s %8s %8s %8s %8s %8s %9s %8s\n", "head", "many", "medium", "few", "all", "macro",
+                 "tail-half", "top-5");
     for (int i = 0; i < n_heads; i++) {
         const dc_metrics_summary *s = &hr[i].test;
         char name[32];
         if (!strcmp(hr[i].name, "tau_norm") || !strcmp(hr[i].name, "logit_adj"))
             snprintf(name, sizeof name, "%s(%.1f)", hr[i].name, hr[i].tau);
         else snprintf(name, sizeof name, "%s", hr[i].name);
-        dc_job_print(job, "%-12s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f\n", name, 100 * s->many, 100 * s->medium,
-                     100 * s->few, 100 * s->top1, 100 * s->macro_top1, 100 * s->top5);
+        dc_job_print(job, "%-14s %8.2f %8.2f %8.2f %8.2f %8.2f %9.2f %8.2f\n", name, 100 * s->many, 100 * s->medium,
+                     100 * s->few, 100 * s->top1, 100 * s->macro_top1, 100 * s->tail_half, 100 * s->top5);
     }
     const dc_metrics_summary *s = &hr[0].test;
-    dc_job_print(job, "(test top-1 %%; classes: many %d, medium %d, few %d%s)\n\n", s->n_many, s->n_medium, s->n_few,
+    dc_job_print(job, "(test top-1 %%; classes: many %d (> 100 train images), medium %d (20-100), few %d (< 20)%s; "
+                      "tail-half: macro over the half of the classes with the fewest training images)\n\n", s->n_many, s->n_medium, s->n_few,
                  (s->n_many && s->n_medium && s->n_few) ? "" : "; an empty group prints nan");
 }
 
