@@ -343,8 +343,74 @@ typedef struct {
     int lt_applied, lt_short_classes;
     int carved, carve_reduced;
     int64_t carve_lost_per_class; /* train: val_per_class */
+    int carve_remainder;          /* val drawn from the samples the LT subset left out */
+    int carve_shifted_classes;    /* ... of which this many classes also gave LT training samples */
     size_t memory_bytes;
 } open_notes;
+
+/* Val from the LT remainder (see dc_dataset_open_ex, step 3). src_labels [n_src]; sel [n_sel] the LT subset
+ * (ascending source indices). *out (malloc'd, ascending) receives the val indices (want_val) or the train
+ * indices, as source indices; *n_out their count. Deterministic: class c's choices come from
+ * dc_rng_key(seed, DC_RNG_SPLIT, c) (remainder) and dc_rng_key(seed, DC_RNG_SPLIT, C + c) (LT samples). */
+static int carve_from_remainder(const int32_t *src_labels, int64_t n_src, const int64_t *sel, int64_t n_sel,
+                                int C, int per_class, uint64_t seed, int want_val, int64_t **out, int64_t *n_out,
+                                open_notes *notes) {
+    uint8_t *role = dc_calloc((size_t)n_src, 1); /* 0 unused, 1 LT train, 2 val */
+    int64_t *members = dc_calloc((size_t)n_src + 1, sizeof(int64_t));
+    int64_t *start = dc_calloc((size_t)C + 1, sizeof(int64_t)), *fill = dc_calloc((size_t)C + 1, sizeof(int64_t));
+    int rc = role && members && start && fill ? DC_OK : DC_FAIL;
+    if (rc == DC_OK) {
+        for (int64_t k = 0; k < n_sel; k++) role[sel[k]] = 1;
+        for (int pass = 0; pass < 2 && rc == DC_OK; pass++) {
+            /* pass 0: the remainder (role 0); pass 1: the LT samples (role 1) of classes still short */
+            memset(start, 0, sizeof(int64_t) * ((size_t)C + 1));
+            for (int64_t i = 0; i < n_src; i++)
+                if (role[i] == pass) start[src_labels[i] + 1]++;
+            for (int c = 0; c < C; c++) start[c + 1] += start[c];
+            memcpy(fill, start, sizeof(int64_t) * (size_t)C);
+            for (int64_t i = 0; i < n_src; i++)
+                if (role[i] == pass) members[fill[src_labels[i]]++] = i;
+            for (int c = 0; c < C; c++) {
+                int64_t have = 0;
+                if (pass == 1)
+                    for (int64_t i = 0; i < n_src; i++) have += (role[i] == 2 && src_labels[i] == c);
+                int64_t need = per_class - have, n_c = start[c + 1] - start[c];
+                if (need <= 0) continue;
+                if (pass == 1) {
+                    if (need > n_c - 1) need = n_c - 1; /* keep one training sample */
+                    if (need > 0) notes->carve_shifted_classes++;
+                    if (need < per_class - have) notes->carve_reduced++;
+                }
+                if (need > n_c) need = n_c;
+                dc_rng r = dc_rng_make(dc_rng_key(seed, DC_RNG_SPLIT, (uint64_t)(pass * C + c), 0));
+                int64_t *m = members + start[c];
+                for (int64_t k = 0; k < need; k++) { /* partial Fisher-Yates */
+                    int64_t j = k + (int64_t)dc_rng_below(&r, (uint64_t)(n_c - k));
+                    int64_t t = m[k];
+                    m[k] = m[j];
+                    m[j] = t;
+                    role[m[k]] = 2;
+                }
+            }
+        }
+    }
+    if (rc == DC_OK) {
+        *out = dc_calloc((size_t)n_src + 1, sizeof(int64_t));
+        if (!*out) rc = DC_FAIL;
+    }
+    if (rc == DC_OK) {
+        int64_t n = 0;
+        for (int64_t i = 0; i < n_src; i++)
+            if (role[i] == (want_val ? 2 : 1)) (*out)[n++] = i;
+        *n_out = n;
+        notes->carve_remainder = 1;
+    }
+    free(role);
+    free(members);
+    free(start);
+    free(fill);
+    return rc;
+}
 
 static int load_class_names(dc_dataset *ds, const char *path) {
     int count;
@@ -430,12 +496,20 @@ static void describe(dc_dataset *ds, const dc_training_opt *opt, const open_note
         if (nt->lt_short_classes)
             ADD(" (%d class(es) had fewer samples than the profile)", nt->lt_short_classes);
     }
-    if (nt->carved && ds->split == DC_SPLIT_TRAIN) {
+    if (nt->carved && nt->carve_remainder && ds->split == DC_SPLIT_TRAIN) {
+        ADD("; val drawn from the samples the LT subset left out");
+        if (nt->carve_shifted_classes)
+            ADD(" (%d class(es) without enough left-out samples gave LT training samples too)",
+                nt->carve_shifted_classes);
+    } else if (nt->carved && ds->split == DC_SPLIT_TRAIN) {
         ADD("; val carved from train: class counts shifted by %d per class", opt->val_per_class);
         if (nt->carve_reduced)
             ADD(" (%d class(es) with <= %d samples gave n_c - 1)", nt->carve_reduced, opt->val_per_class);
     }
-    if (nt->carved && ds->split == DC_SPLIT_VAL) {
+    if (nt->carved && nt->carve_remainder && ds->split == DC_SPLIT_VAL) {
+        ADD("; balanced, %d per class from the samples the LT subset left out (seed %llu)", opt->val_per_class,
+            (unsigned long long)opt->seed);
+    } else if (nt->carved && ds->split == DC_SPLIT_VAL) {
         ADD("; carved from the training set: %d per class (seed %llu)", opt->val_per_class,
             (unsigned long long)opt->seed);
         if (nt->carve_reduced)
@@ -674,7 +748,16 @@ int dc_dataset_open_ex(const dc_training_opt *opt, dc_split split, const dc_data
     /* 3. the carved validation split */
     final_idx = sel;
     ds->n = n_sel;
-    if (carve && from_train) {
+    if (carve && from_train && notes.lt_applied) {
+        /* A long-tailed subset of a balanced source leaves samples unused: the balanced val split is drawn
+         * from that remainder first, so the LT training counts stay exactly the protocol's. Only a class whose
+         * remainder is too small (the head class keeps all its samples) gives the rest from its LT samples,
+         * keeping at least one for training. */
+        if (carve_from_remainder(src_labels, n_src, sel, n_sel, ds->num_classes, opt->val_per_class, opt->seed,
+                                 split == DC_SPLIT_VAL, &final_idx, &ds->n, &notes) != DC_OK)
+            goto fail;
+        notes.carved = 1;
+    } else if (carve && from_train) {
         sel_labels = dc_calloc((size_t)n_sel, sizeof(int32_t));
         tr = dc_calloc((size_t)n_sel, sizeof(int64_t));
         va = dc_calloc((size_t)n_sel, sizeof(int64_t));

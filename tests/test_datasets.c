@@ -348,11 +348,14 @@ static void test_cifar(void) {
             dc_dataset_describe(ds));
     dc_dataset_free(ds);
 
-    /* the carved val split from the LT set: disjoint, balanced, deterministic */
+    /* the carved val split of an LT subset: drawn from the samples the subset left out, so the LT training
+     * counts stay the protocol's; only class 0 (which keeps all 50 of its samples) gives LT samples.
+     * Disjoint, balanced, deterministic. */
     o.val_per_class = 5;
     REQUIRE(dc_dataset_open(&o, DC_SPLIT_TRAIN, &ds) == DC_OK);
     REQUIRE(dc_dataset_open(&o, DC_SPLIT_VAL, &ds2) == DC_OK);
-    EXPECT(dc_dataset_size(ds) + dc_dataset_size(ds2) == total);
+    EXPECT(dc_dataset_size(ds) == total - 5);
+    EXPECT(dc_dataset_size(ds2) == 50);
     static unsigned char mark[500];
     memset(mark, 0, sizeof mark);
     int disjoint = 1;
@@ -361,16 +364,23 @@ static void test_cifar(void) {
         disjoint &= mark[dc_dataset_source_indices(ds2)[k]]++ == 0;
     EXPECT(disjoint);
     for (int c = 0; c < 10; c++) {
-        int64_t v = want[c] > 5 ? 5 : want[c] - 1;
-        EXPECTF(dc_dataset_class_counts(ds2)[c] == v, "val class %d: %lld", c,
+        EXPECTF(dc_dataset_class_counts(ds2)[c] == 5, "val class %d: %lld", c,
                 (long long)dc_dataset_class_counts(ds2)[c]);
-        EXPECT(dc_dataset_class_counts(ds)[c] == want[c] - v);
+        EXPECT(dc_dataset_class_counts(ds)[c] == (c == 0 ? want[c] - 5 : want[c]));
     }
-    EXPECTF(strstr(dc_dataset_describe(ds), "val carved from train: class counts shifted by 5 per class") !=
+    /* classes 1..9: every val sample comes from beyond the first want[c] records of its class */
+    int from_remainder = 1;
+    for (int64_t k = 0; k < dc_dataset_size(ds2); k++) {
+        int64_t src = dc_dataset_source_indices(ds2)[k];
+        int c = (int)(src % 10);
+        if (c > 0) from_remainder &= src / 10 >= want[c];
+    }
+    EXPECT(from_remainder);
+    EXPECTF(strstr(dc_dataset_describe(ds), "val drawn from the samples the LT subset left out (1 class(es)") !=
                 NULL,
             "%s", dc_dataset_describe(ds));
-    EXPECTF(strstr(dc_dataset_describe(ds2), "carved from the training set: 5 per class") != NULL, "%s",
-            dc_dataset_describe(ds2));
+    EXPECTF(strstr(dc_dataset_describe(ds2), "5 per class from the samples the LT subset left out") != NULL,
+            "%s", dc_dataset_describe(ds2));
     dc_dataset *again;
     REQUIRE(dc_dataset_open(&o, DC_SPLIT_VAL, &again) == DC_OK);
     EXPECT(dc_dataset_size(again) == dc_dataset_size(ds2) &&
@@ -847,8 +857,9 @@ static void test_fashion_mnist(void) {
     o.val_per_class = 20;
     REQUIRE(dc_dataset_open(&o, DC_SPLIT_TRAIN, &ds) == DC_OK);
     const int64_t lt[10] = {6000, 3007, 1507, 755, 378, 189, 95, 47, 23, 12};
+    /* val comes from the images the LT subset left out; only class 0 (all 6000 kept) gives 20 of its own */
     for (int c = 0; c < 10; c++)
-        EXPECTF(dc_dataset_class_counts(ds)[c] == lt[c] - (lt[c] > 20 ? 20 : lt[c] - 1), "class %d: %lld", c,
+        EXPECTF(dc_dataset_class_counts(ds)[c] == lt[c] - (c == 0 ? 20 : 0), "class %d: %lld", c,
                 (long long)dc_dataset_class_counts(ds)[c]);
     printf("%s\n", dc_dataset_describe(ds));
     dc_dataset_free(ds);
@@ -913,7 +924,7 @@ static void test_shared_cifar10(void) {
     printf("%s\n", dc_dataset_describe(ds));
     dc_dataset_free(ds);
     REQUIRE(dc_dataset_open_ex(&o, DC_SPLIT_TRAIN, &stream, &ds) == DC_OK);
-    EXPECT(dc_dataset_size(ds) == 12406 - 200);
+    EXPECT(dc_dataset_size(ds) == 12406 - 20); /* only class 0 (all 5000 kept) gives LT samples to val */
     printf("%s\n", dc_dataset_describe(ds));
     dc_dataset_free(ds);
 }
