@@ -169,6 +169,17 @@ static int64_t resume_checkpoint(dc_job *job, dc_net *net, dc_sgd *sgd, const ch
     return step;
 }
 
+/* ---- fault injection for the failure tests: DC_INJECT_FAULT=RANK:STEP makes rank RANK fail at step STEP as if
+ * a file on its shard were unreadable (tests/e2e_mpi.sh checks the whole job ends within seconds) ---------- */
+
+static int64_t injected_fault_step(int rank) {
+    const char *v = getenv("DC_INJECT_FAULT");
+    int r;
+    long long st;
+    if (!v || sscanf(v, "%d:%lld", &r, &st) != 2 || r != rank) return -1;
+    return st;
+}
+
 /* ---- numerical faults ------------------------------------------------------------------------------------ */
 
 /* The first tensor whose gradient holds a NaN or Inf (NULL when all are finite). */
@@ -289,8 +300,13 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
         DC_CHECK_OK(dc_sampler_rank_batch_at(sampler, start_step, rank, idx_next, &e0), "sampler failure");
         DC_CHECK_OK(dc_dataset_prefetch(train, idx_next, local_B, augment, opt->seed, e0), "prefetch failed");
     }
+    const int64_t fault_step = injected_fault_step(rank);
     int64_t step = start_step;
     for (; step < total_steps; step++) {
+        if (step == fault_step)
+            dc_fatal("injected fault (DC_INJECT_FAULT) at step %lld: pretending a training image on rank %d's "
+                     "shard is unreadable",
+                     (long long)step + 1, rank);
         int epoch = 0;
         DC_CHECK_OK(dc_sampler_rank_batch_at(sampler, step, rank, idx, &epoch), "sampler failure");
         const int64_t step_in_epoch = step % steps_per_epoch;
@@ -371,6 +387,10 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
             break;
         }
     }
+    /* Past the training loop nothing reads the flag: a later SIGTERM/SIGUSR1 must end the process as usual
+     * (the launcher then ends the job) instead of being swallowed until the time limit kills it. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
     out->train_seconds = prior_seconds + omp_get_wtime() - t_start;
     out->steps = step;
     out->preempted = preempted;
