@@ -33,6 +33,7 @@
 #include "model.h"
 
 #include <errno.h>
+#include <zlib.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -99,6 +100,18 @@ static void evaluate_head(dc_job *job, const dc_head *h, const split_features *s
 
 /* ---- broadcasting a head from rank 0 ---------------------------------------------------------------------- */
 
+/* Every rank must hold the same head: compare a CRC of the slab (min and max over ranks agree). */
+static void check_head_identical(dc_job *job, const dc_head *h, const char *what) {
+    double crc = (double)crc32(0L, (const unsigned char *)h->slab, (unsigned)(h->slab_len * sizeof(float)));
+    double lo = -crc, hi = crc;
+    dc_comm_allreduce_max_f64(&job->comm, &lo, 1);
+    dc_comm_allreduce_max_f64(&job->comm, &hi, 1);
+    if (-lo != hi) dc_fatal("the %s head differs between ranks after the broadcast", what);
+    if (job->comm.world > 1)
+        dc_job_print(job, "  %s head bit-identical on all %d ranks (crc32 %08lx)\n", what, job->comm.world,
+                     (unsigned long)hi);
+}
+
 static void broadcast_head(dc_job *job, dc_head *h) {
     int32_t meta[DC_HEAD_META_LEN];
     if (job->comm.rank == 0) dc_head_meta(h, meta);
@@ -109,6 +122,7 @@ static void broadcast_head(dc_job *job, dc_head *h) {
     }
     dc_comm_bcast(&job->comm, h->slab, h->slab_len * sizeof(float), 0);
     if (job->comm.rank != 0) dc_head_refresh(h);
+    check_head_identical(job, h, dc_head_kind_name(h->kind));
 }
 
 /* ---- cRT / LWS training ----------------------------------------------------------------------------------- */
