@@ -67,25 +67,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- a 1024/256-image Fashion-MNIST in IDX format ----------------------------------------------------------
-be32() { # a 32-bit big-endian integer as 4 raw bytes
-    local n=$1
-    printf '%b' "$(printf '\\0%03o' $((n >> 24 & 255)) $((n >> 16 & 255)) $((n >> 8 & 255)) $((n & 255)))"
-}
-idx_subset() { # $1: file prefix (train, t10k), $2: number of images; IDX header = magic, dimensions
-    local p=$1 n=$2 images="$work/data/$1-images-idx3-ubyte" labels="$work/data/$1-labels-idx1-ubyte"
-    # head stops zcat early (SIGPIPE): hence `|| true`, and the size checks
-    { printf '\0\0\10\3' && be32 "$n" && be32 28 && be32 28 &&
-        { zcat "$fmnist/$p-images-idx3-ubyte.gz" || true; } | head -c $((16 + n * 784)) | tail -c +17
-    } > "$images"
-    { printf '\0\0\10\1' && be32 "$n" &&
-        { zcat "$fmnist/$p-labels-idx1-ubyte.gz" || true; } | head -c $((8 + n)) | tail -c +9; } > "$labels"
-    if [ "$(stat -c %s "$images")" != $((16 + n * 784)) ] || [ "$(stat -c %s "$labels")" != $((8 + n)) ]; then
-        fail "could not write the $p subset"
-    fi
-}
-mkdir -p "$work/data"
-idx_subset train 1024
-idx_subset t10k 256
+# shellcheck source=tests/lib/fmnist_subset.sh
+. "$src/tests/lib/fmnist_subset.sh"
+fmnist_subset "$fmnist" "$work/data" 1024 256 || fail "could not write the Fashion-MNIST subset"
 
 # --- the cluster --------------------------------------------------------------------------------------------
 bash "$src/tests/slurm/start_cluster.sh" "$work/cluster" > /dev/null || fail "the test cluster did not start"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# valgrind_pipeline.sh: a short `decouple run` (stage 1, extraction, every head, evaluation) under valgrind
+# memcheck, on 512 + 128 real Fashion-MNIST-LT images: no invalid read or write, no use of uninitialised
+# values, and no leak that grows with the number of steps (the definitely/indirectly lost bytes of a 4-step and
+# an 8-step run must be equal).
+#
+#   bash tests/valgrind_pipeline.sh build/decouple       (about 5-10 minutes; not part of CTest)
+set -u
+DC=$(realpath "$1"); SRC=$(cd "$(dirname "$0")/.." && pwd)
+command -v valgrind > /dev/null || { echo "valgrind missing"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$SRC/tests/lib/fmnist_subset.sh"
+fmnist_subset /usr/share/datasets/fashion-mnist "$T/data" 512 128 || { echo "no Fashion-MNIST"; exit 77; }
+ARGS=(--threads 1 --quiet --set training_opt.data_root="$T/data" --set networks.feat_model.arch=resnet8
+      --set training_opt.batch_size=32 --set training_opt.imb_type=none --set training_opt.val_per_class=0
+      --set stage2.crt_train.num_epochs=1 --set stage2.lws_train.num_epochs=1 --set training_opt.num_epochs=1)
+status=0
+for steps in 4 8; do
+  OMP_NUM_THREADS=1 valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
+    --errors-for-leak-kinds=none --track-origins=yes --log-file="$T/vg$steps.txt" \
+    "$DC" run "$SRC/configs/fashion_mnist.yaml" "${ARGS[@]}" --max-steps $steps --log-dir "$T/run$steps" > "$T/out$steps.txt" 2>&1
+  rc=$?
+  summary=$(grep -E "ERROR SUMMARY|definitely lost|indirectly lost" "$T/vg$steps.txt" | sed 's/==[0-9]*== *//')
+  echo "== $steps steps (exit $rc)"; echo "$summary"
+  [ $rc -eq 0 ] || { status=1; grep -A12 "Invalid\|uninitialised" "$T/vg$steps.txt" | head -60; }
+  lost[$steps]=$(grep -E "definitely lost|indirectly lost" "$T/vg$steps.txt" | awk '{gsub(",","",$4); s+=$4} END {print s+0}')
+done
+if [ "${lost[4]}" != "${lost[8]}" ]; then echo "leak grows with steps: ${lost[4]} vs ${lost[8]} bytes"; status=1; fi
+[ $status -eq 0 ] && echo "PASS: no memcheck errors; lost bytes ${lost[4]} (4 steps) = ${lost[8]} (8 steps)"
+exit $status
