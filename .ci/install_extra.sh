@@ -7,9 +7,10 @@
 # and mpi/pmi2 plugins and task/affinity) and munge, for tests/e2e_slurm.sh, which starts its own
 # single-node cluster; libpmix2 is the PMIx library that srun --mpi=pmix loads (Open MPI depends on it too).
 # --no-install-recommends leaves out slurm-wlm-plugins (MySQL, HDF5, RRD, IPMI, ... plugins) that nothing
-# here uses. Idempotent: does nothing when the packages are installed. No daemon is started or enabled.
+# here uses. python3-numpy runs the independent numpy check of tests/e2e_pipeline.sh; clang and
+# libclang-rt-14-dev build the libFuzzer targets (tests/fuzz/). Idempotent: does nothing when the packages are installed. No daemon is started or enabled.
 set -euo pipefail
-packages=(slurm-wlm munge libpmix2)
+packages=(slurm-wlm munge libpmix2 python3-numpy clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do
