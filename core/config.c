@@ -25,6 +25,7 @@
  * caller's dc_config is left unchanged: the document is applied to a copy that is committed at the end.
  */
 #include "config.h"
+#include "atomic_file.h"
 #include "check.h"
 
 #include <errno.h>
@@ -2223,12 +2224,12 @@ static void emit_yaml(FILE *f, const dc_config *cfg, int for_hash) {
 
 int dc_config_write(const dc_config *cfg, const char *path) {
     if (!cfg || !path) return DC_ERR("dc_config_write: NULL argument");
-    FILE *f = fopen(path, "w");
-    if (!f) return DC_ERR("%s: cannot create: %s", path, strerror(errno));
+    /* atomically: a full disk or a crash never leaves a truncated config.yaml in place of a good one */
+    dc_atomic_file h;
+    FILE *f = dc_atomic_open(path, &h);
+    if (!f) return DC_FAIL;
     emit_yaml(f, cfg, 0);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) return DC_ERR("%s: cannot write: %s", path, strerror(errno));
-    return DC_OK;
+    return dc_atomic_commit(&h);
 }
 
 uint64_t dc_config_hash(const dc_config *cfg) {

@@ -75,14 +75,15 @@ static int join_path(const char *root, const char *rel, char *out, size_t cap) {
     return DC_OK;
 }
 
-/* data_root/name, or data_root/name.gz. */
+/* data_root/name, or data_root/name.gz. Existence decides (F_OK): a file that exists but cannot be read is
+ * returned, so that opening it reports the real reason (permission denied) instead of "not found". */
 static int find_data_file(const char *root, const char *name, char *out, size_t cap) {
     DC_TRY(join_path(root, name, out, cap));
-    if (access(out, R_OK) == 0) return DC_OK;
+    if (access(out, F_OK) == 0) return DC_OK;
     size_t l = strlen(out);
     if (l + 4 >= cap) return DC_ERR("path too long: %s.gz", out);
     memcpy(out + l, ".gz", 4);
-    if (access(out, R_OK) == 0) return DC_OK;
+    if (access(out, F_OK) == 0) return DC_OK;
     out[l] = '\0';
     return DC_ERR("%s: not found (nor %s.gz) in training_opt.data_root = %s", out, name, root);
 }

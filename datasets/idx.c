@@ -33,8 +33,8 @@ static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* Reads exactly n bytes; on a short read the message says what was expected and what came. */
-static int gz_read_exact(gzFile f, const char *path, void *buf, size_t n, const char *what) {
+/* Reads up to n bytes; returns how many came (fewer only at the end of the data or on an error). */
+static size_t gz_read_some(gzFile f, void *buf, size_t n) {
     size_t got = 0;
     while (got < n) {
         size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
@@ -42,13 +42,51 @@ static int gz_read_exact(gzFile f, const char *path, void *buf, size_t n, const 
         if (r <= 0) break;
         got += (size_t)r;
     }
-    if (got == n) return DC_OK;
+    return got;
+}
+
+/* The message of a short read: what was expected and what came. */
+static int gz_short_read(gzFile f, const char *path, size_t n, size_t got, const char *what) {
     int zerr = Z_OK;
     const char *zmsg = gzerror(f, &zerr);
     if (zerr != Z_OK && zerr != Z_STREAM_END)
         return DC_ERR("%s: truncated or corrupt: expected %zu bytes of %s, read %zu (zlib: %s)", path, n,
                       what, got, zmsg);
     return DC_ERR("%s: truncated: expected %zu bytes of %s, read %zu", path, n, what, got);
+}
+
+/* Reads exactly n bytes; on a short read the message says what was expected and what came. */
+static int gz_read_exact(gzFile f, const char *path, void *buf, size_t n, const char *what) {
+    size_t got = gz_read_some(f, buf, n);
+    return got == n ? DC_OK : gz_short_read(f, path, n, got, what);
+}
+
+/* Reads exactly n bytes into a new buffer that grows with the data actually read (16 MiB, then doubling), so
+ * a corrupt header declaring gigabytes in a small file fails as "truncated" without allocating them. */
+static int gz_read_alloc(gzFile f, const char *path, size_t n, const char *what, unsigned char **out) {
+    *out = NULL;
+    size_t cap = n < ((size_t)1 << 24) ? n : ((size_t)1 << 24), got = 0;
+    unsigned char *buf = dc_malloc(cap ? cap : 1);
+    if (!buf) return DC_FAIL;
+    for (;;) {
+        size_t r = gz_read_some(f, buf + got, cap - got);
+        got += r;
+        if (got == n) break;
+        if (got < cap) {
+            free(buf);
+            return gz_short_read(f, path, n, got, what);
+        }
+        size_t ncap = cap > n / 2 ? n : cap * 2;
+        unsigned char *grown = realloc(buf, ncap);
+        if (!grown) {
+            free(buf);
+            return DC_ERR("%s: out of memory after reading %zu bytes of %s", path, got, what);
+        }
+        buf = grown;
+        cap = ncap;
+    }
+    *out = buf;
+    return DC_OK;
 }
 
 /* After the declared data there must be nothing left. */
@@ -105,11 +143,9 @@ int dc_idx_load(const char *images_path, const char *labels_path, int num_classe
     }
     size_t image_bytes = (size_t)rows * cols, total;
     if (dc_mul_size(image_bytes, n, &total) != DC_OK) goto fail_images;
-    out->pix = dc_malloc(total);
-    if (!out->pix) goto fail_images;
     char what[96];
     snprintf(what, sizeof what, "pixels (%u images of %ux%u)", n, rows, cols);
-    if (gz_read_exact(fi, images_path, out->pix, total, what) != DC_OK) goto fail_images;
+    if (gz_read_alloc(fi, images_path, total, what, &out->pix) != DC_OK) goto fail_images;
     if (gz_expect_end(fi, images_path, 16 + total) != DC_OK) goto fail_images;
     gzclose(fi);
     fi = NULL;

@@ -228,8 +228,18 @@ static int dc_jpeg_decode_impl(const uint8_t *data, size_t len, const char *what
         if (x1 <= x0 || y1 <= y0 || cmyk || (double)(x1 - x0) * (y1 - y0) > 0.8 * (double)full_w * full_h)
             x0 = 0, y0 = 0, x1 = full_w, y1 = full_h;
     }
-    const int partial = x0 > 0 || y0 > 0 || x1 < full_w || y1 < full_h;
     jpeg_start_decompress(&cinfo);
+    /* A progressive file has been read whole by now. If its scans leave coefficients unknown (a valid file
+     * that stops after its first scans), libjpeg's block smoothing estimates them from the neighbouring
+     * blocks, and a cropped or skipped decode has other neighbours at its edges: its pixels would differ
+     * from the full decode's inside the requested region too. Such files are decoded whole. */
+    if (cinfo.progressive_mode && cinfo.do_block_smoothing && cinfo.coef_bits) {
+        int complete = 1;
+        for (int c = 0; c < cinfo.num_components && complete; c++)
+            for (int k = 0; k < DCTSIZE2 && complete; k++) complete = cinfo.coef_bits[c][k] == 0;
+        if (!complete) x0 = 0, y0 = 0, x1 = full_w, y1 = full_h;
+    }
+    const int partial = x0 > 0 || y0 > 0 || x1 < full_w || y1 < full_h;
 
     /* Columns: libjpeg-turbo's horizontal crop (aligned down to an iMCU boundary, widened as needed). */
     JDIMENSION crop_x = 0, crop_w = (JDIMENSION)full_w;

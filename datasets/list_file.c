@@ -21,6 +21,9 @@
 #include <string.h>
 
 #define DC_LIST_MAX_LINE 4095
+/* With num_classes = 0 the class count is max label + 1, so one mistyped label ("3 1000000000") would make
+ * every caller allocate per-class arrays of that size; the bound is training_opt.num_classes' maximum. */
+#define DC_LIST_MAX_CLASSES 1000000
 
 static int is_blank(char ch) {
     return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
@@ -115,6 +118,9 @@ static int parse_label(const char *tok, size_t len, const char *source, int64_t 
     if (num_classes > 0 && v >= num_classes)
         return DC_ERR("%s:%lld: label %lld out of range [0, %d) (training_opt.num_classes = %d)", source,
                       (long long)line_no, v, num_classes, num_classes);
+    if (num_classes == 0 && v >= DC_LIST_MAX_CLASSES)
+        return DC_ERR("%s:%lld: label %lld is too large (at most %d classes)", source, (long long)line_no, v,
+                      DC_LIST_MAX_CLASSES);
     *label = (int32_t)v;
     return DC_OK;
 not_integer:

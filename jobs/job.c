@@ -42,6 +42,17 @@ static int parse_ll(const char *s, long long *out) {
     return DC_OK;
 }
 
+/* Paths given as flags end up in DC_PATH_MAX buffers (the config's log_dir, extract's weights and out paths):
+ * a longer one would be cut silently and name another file, so it is a command-line error. */
+static const char *path_value(const char *flag, const char *value) {
+    size_t n = strlen(value);
+    if (n >= DC_PATH_MAX) {
+        fprintf(stderr, "decouple: %s: the path is %zu bytes long, at most %d\n", flag, n, DC_PATH_MAX - 1);
+        exit(DC_EXIT_USAGE);
+    }
+    return value;
+}
+
 void dc_job_parse_args(dc_job_args *a, int argc, char **argv, const char *usage, int need_config) {
     memset(a, 0, sizeof *a);
     a->max_steps = -1;
@@ -80,16 +91,16 @@ void dc_job_parse_args(dc_job_args *a, int argc, char **argv, const char *usage,
             a->threads = (int)t;
         } else if (!strcmp(arg, "--log-dir")) {
             NEED_VALUE();
-            a->log_dir = next;
+            a->log_dir = path_value(arg, next);
         } else if (!strcmp(arg, "--resume")) {
             NEED_VALUE();
-            a->resume = next;
+            a->resume = path_value(arg, next);
         } else if (!strcmp(arg, "--weights")) {
             NEED_VALUE();
-            a->weights = next;
+            a->weights = path_value(arg, next);
         } else if (!strcmp(arg, "--out")) {
             NEED_VALUE();
-            a->out_dir = next;
+            a->out_dir = path_value(arg, next);
         } else if (!strcmp(arg, "--split")) {
             NEED_VALUE();
             if (strcmp(next, "train") && strcmp(next, "val") && strcmp(next, "test")) {
@@ -220,8 +231,11 @@ void dc_job_open_log_dir(dc_job *job, int resuming) {
                      "replace it, or choose another --log-dir",
                      dir);
             failed = 1;
+        } else if (!dir[0]) {
+            snprintf(msg, sizeof msg, "training_opt.log_dir is empty; set it in the config or with --log-dir");
+            failed = 1;
         } else if (mkdir_p(dir) != DC_OK) {
-            snprintf(msg, sizeof msg, "%s", dc_last_error());
+            snprintf(msg, sizeof msg, "training_opt.log_dir: %s", dc_last_error());
             failed = 1;
         } else {
             char path[DC_PATH_MAX + 32];
