@@ -217,7 +217,7 @@ static void train_head(dc_job *job, dc_head *h, const char *what, const dc_head_
         if (dc_comm_any(&job->comm, failed)) dc_fatal("stage 2: training %s failed", what);
     }
     broadcast_head(job, h);
-    dc_job_print(job, "  %s trained in %.1f s (%d epochs, batch %d, lr %g)\n", what, omp_get_wtime() - t0,
+    dc_job_print(job, "  %s trained in %.2f s (%d epochs, batch %d, lr %g)\n", what, omp_get_wtime() - t0,
                  o.num_epochs, o.batch_size, o.lr);
     free(offset);
 }
