@@ -39,7 +39,9 @@
 /* ---- tuning -------------------------------------------------------------------------------------------- */
 
 /* Default col-chunk budget, in floats (4 MiB): the col chunk stays within a core's share of the last-level
- * cache while sgemm packs it. See dc_conv_images_per_chunk for the lower bound on columns. */
+ * cache while sgemm packs it. Measured with bench_conv --sweep on a 2-core Zen 3 VM: 2-8 MiB chunks beat
+ * 32 MiB+ ones (whole-batch lowering) by ~1.3x on the 16-channel layer; within 1-8 MiB the differences were
+ * below the machine's noise. See dc_conv_images_per_chunk for the lower bound on columns. */
 #define DC_CONV_DEFAULT_CHUNK_FLOATS ((size_t)1 << 20)
 
 /* Fewest GEMM columns per chunk (unless the batch has fewer): every chunk's GEMM re-packs the whole weight
@@ -215,10 +217,10 @@ static void im2col_plane(const float *restrict src, int Ws, const dc_conv_shape 
             for (int ho = 0; ho < H_out; ho++) {
                 const float *restrict in = src + (int64_t)(ho * stride + ki) * Ws + kj;
                 float *restrict d = out + (int64_t)ho * W_out;
+                /* a constant stride 2 vectorises as even-element shuffles instead of gathers */
                 if (stride == 1) {
                     copy_floats(d, in, W_out);
-                } else if (stride ==
-                           2) { /* constant stride: vectorised as even-element shuffles, no gathers */
+                } else if (stride == 2) {
                     for (int wo = 0; wo < W_out; wo++) d[wo] = in[2 * wo];
                 } else {
                     for (int wo = 0; wo < W_out; wo++) d[wo] = in[wo * stride];
@@ -399,8 +401,8 @@ static int direct_usable(const dc_conv_shape *s, const direct_geom *g) {
     if (s->stride != 1 || s->groups != 1 || conv_is_pointwise(s)) return 0;
     if (g->padH < 0 || g->padW < 0 || g->H_out < 1 || g->W_out < 8) return 0;
     if (g->W_out % 8 || g->C_out % 8) return 0;
-    /* offsets are ints */
-    if ((int64_t)g->C_in * g->Hp * g->Wp > INT32_MAX / 2) return 0;
+    /* offsets into the padded chunk are ints (the chunk is at most max(budget, one image) floats) */
+    if ((int64_t)g->C_in * g->Hp * g->Wp > INT32_MAX / 4 || dc_conv_chunk_floats() > INT32_MAX / 4) return 0;
     return 1;
 }
 
@@ -466,10 +468,10 @@ direct_tile(const int nv, const float *restrict in, const int *restrict in_off, 
 static void direct_pack_weights(const dc_conv_shape *s, const float *restrict w, int transpose,
                                 float *restrict wp) {
     const int KH = s->KH, KW = s->KW, KK = KH * KW;
-    const int C_out_g = transpose ? s->C_in : s->C_out, C_in_g = transpose ? s->C_out : s->C_in;
-    const int K = C_in_g * KK;
-#pragma omp parallel for schedule(static) if (PAR_WORTH((int64_t)C_out_g * K))
-    for (int co = 0; co < C_out_g; co++) {
+    const int outs = transpose ? s->C_in : s->C_out, ins = transpose ? s->C_out : s->C_in;
+    const int K = ins * KK;
+#pragma omp parallel for schedule(static) if (PAR_WORTH((int64_t)outs * K))
+    for (int co = 0; co < outs; co++) {
         float *restrict dst = wp + (int64_t)(co / 4) * K * 4 + co % 4;
         for (int k = 0; k < K; k++) {
             float v;
@@ -529,33 +531,35 @@ static void direct_run(const direct_geom *g, int N, const float *restrict in, co
         const int c = k / KK, t = k % KK;
         off[k] = (int)(c * plane_p + (t / g->KW) * Wp + t % g->KW);
     }
-    const int segs = (int)(P_out / 8), tiles = (segs + 2) / 3, blocks = g->C_out / 4;
+    const int64_t img_stride = (int64_t)g->C_in * plane_p;
+    const int segs_per_image = (int)(P_out / 8), blocks = g->C_out / 4;
     for (int n0 = 0; n0 < N; n0 += per_chunk) {
         const int nc = N - n0 < per_chunk ? N - n0 : per_chunk;
         direct_pad_chunk(g, N, n0, nc, in, pad_buf);
-#pragma omp parallel for collapse(2) schedule(static) if (PAR_WORTH((int64_t)nc * segs * 8 * g->C_out * K))
-        for (int j = 0; j < nc; j++) {
-            for (int t = 0; t < tiles; t++) {
-                const float *img = pad_buf + (int64_t)j * g->C_in * plane_p;
-                const int nv = segs - 3 * t < 3 ? segs - 3 * t : 3;
-                int in_off[3] = {0, 0, 0};
-                int64_t out_off[3] = {0, 0, 0};
-                for (int v = 0; v < nv; v++) {
-                    const int pos = (3 * t + v) * 8, ho = pos / g->W_out, wo = pos % g->W_out;
-                    in_off[v] = ho * Wp + wo;
-                    out_off[v] = (int64_t)(n0 + j) * P_out + pos;
-                }
-                for (int b = 0; b < blocks; b++) {
-                    const float *wb = wp + (int64_t)b * K * 4;
-                    const float *bb = bias ? bias + 4 * b : NULL;
-                    float *ob = out + (int64_t)4 * b * M;
-                    if (nv == 3)
-                        direct_tile(3, img, in_off, off, K, wb, bb, ob, M, out_off);
-                    else if (nv == 2)
-                        direct_tile(2, img, in_off, off, K, wb, bb, ob, M, out_off);
-                    else
-                        direct_tile(1, img, in_off, off, K, wb, bb, ob, M, out_off);
-                }
+        /* The chunk's 8-wide output segments in order (image, row, column), 3 per tile: tiles may span two
+         * images, so small images (8x8: 8 segments) leave no 1- or 2-vector tail tiles. */
+        const int64_t segs = (int64_t)nc * segs_per_image, tiles = (segs + 2) / 3;
+#pragma omp parallel for schedule(static) if (PAR_WORTH(segs * 8 * g->C_out * K))
+        for (int64_t t = 0; t < tiles; t++) {
+            const int nv = segs - 3 * t < 3 ? (int)(segs - 3 * t) : 3;
+            int in_off[3] = {0, 0, 0};
+            int64_t out_off[3] = {0, 0, 0};
+            for (int v = 0; v < nv; v++) {
+                const int64_t seg = 3 * t + v;
+                const int j = (int)(seg / segs_per_image), pos = (int)(seg % segs_per_image) * 8;
+                in_off[v] = (int)(j * img_stride + (pos / g->W_out) * Wp + pos % g->W_out);
+                out_off[v] = (int64_t)(n0 + j) * P_out + pos;
+            }
+            for (int b = 0; b < blocks; b++) {
+                const float *wb = wp + (int64_t)b * K * 4;
+                const float *bb = bias ? bias + 4 * b : NULL;
+                float *ob = out + (int64_t)4 * b * M;
+                if (nv == 3)
+                    direct_tile(3, pad_buf, in_off, off, K, wb, bb, ob, M, out_off);
+                else if (nv == 2)
+                    direct_tile(2, pad_buf, in_off, off, K, wb, bb, ob, M, out_off);
+                else
+                    direct_tile(1, pad_buf, in_off, off, K, wb, bb, ob, M, out_off);
             }
         }
     }
@@ -880,7 +884,7 @@ void dc_conv_backward(const dc_conv_shape *s, int N, const float *x, const float
                             K);
         }
         if (!dx_im2col) continue;
-        /* The col chunk is no longer needed: dcol_g[K, cols] = W_g^T * dy_g chunk overwrites it in place. */
+        /* dcol_g[K, cols] = W_g^T * dy_g chunk, into the workspace (over the col chunk, used up by dW) */
         for (int g = 0; g < G; g++)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)cols, Cg_out, 1.0f,
                         w + (int64_t)g * Cg_out * K, K, dy + (int64_t)g * Cg_out * M + n0 * P_out, (int)M,

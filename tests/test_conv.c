@@ -409,6 +409,32 @@ static void check_algorithm_choice(void) {
     EXPECT(!dc_conv_uses_direct(&s, 0));
 }
 
+/* ---- workspace sizing
+ * -------------------------------------------------------------------------------------- */
+
+/* The network sizes one workspace for its largest batch and passes it to calls with smaller batches (the
+ * last batch of an epoch, evaluation), so the size must never shrink as N grows. */
+static void check_workspace_monotone(void) {
+    static const int shapes[][7] = {
+        /* C_in C_out K stride pad H groups */
+        {16, 16, 3, 1, 1, 32, 1}, {64, 64, 3, 1, 1, 8, 1},   {16, 32, 3, 2, 1, 32, 1},
+        {3, 64, 7, 2, 3, 224, 1}, {512, 512, 3, 1, 1, 7, 1}, {128, 128, 3, 1, 1, 8, 32},
+    };
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        dc_conv_shape s;
+        REQUIRE(dc_conv_shape_init(&s, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][2], shapes[i][3],
+                                   shapes[i][4], shapes[i][6], shapes[i][5], shapes[i][5]) == DC_OK);
+        size_t prev = 0;
+        int monotone = 1;
+        for (int N = 1; N <= 300; N++) {
+            size_t ws = dc_conv_workspace_floats(&s, N);
+            if (ws < prev) monotone = 0;
+            prev = ws;
+        }
+        EXPECTF(monotone, "shape %zu: dc_conv_workspace_floats decreases as N grows", i);
+    }
+}
+
 /* ---- layout -----------------------------------------------------------------------------------------------
  */
 
@@ -486,6 +512,7 @@ int main(void) {
     dc_conv_set_algo(DC_CONV_ALGO_AUTO);
     omp_set_num_threads(threads);
     check_algorithm_choice();
+    check_workspace_monotone();
     check_bad_shapes();
     check_layout();
     return tu_finish("test_conv");
