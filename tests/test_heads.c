@@ -39,75 +39,7 @@
 /* ---- allocation counting (as tests/test_no_alloc.c: our malloc wins over libc's for the whole process).
  * AddressSanitizer replaces malloc itself: under -fsanitize=address the hooks are left out and the
  * no-allocation check is skipped (DC_SANITIZE builds). */
-#if defined(__SANITIZE_ADDRESS__)
-#define DC_ALLOC_HOOKS 0
-#else
-#define DC_ALLOC_HOOKS 1
-#endif
-#if DC_ALLOC_HOOKS
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-extern void __libc_free(void *);
-static volatile int counting = 0;
-static volatile long n_allocs = 0;
-static void *callers[1024];
-#define COUNT()                                                                                              \
-    do {                                                                                                     \
-        if (counting) {                                                                                      \
-            if (n_allocs < 1024) callers[n_allocs] = __builtin_return_address(0);                            \
-            n_allocs++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
-void *malloc(size_t n) {
-    COUNT();
-    return __libc_malloc(n);
-}
-void *calloc(size_t a, size_t b) {
-    COUNT();
-    return __libc_calloc(a, b);
-}
-void *realloc(void *p, size_t n) {
-    COUNT();
-    return __libc_realloc(p, n);
-}
-void free(void *p) {
-    __libc_free(p);
-}
-int posix_memalign(void **out, size_t align, size_t n) {
-    COUNT();
-    void *p = __libc_memalign(align, n);
-    if (!p) return ENOMEM;
-    *out = p;
-    return 0;
-}
-void *aligned_alloc(size_t align, size_t n) {
-    COUNT();
-    return __libc_memalign(align, n);
-}
-void *memalign(size_t align, size_t n) {
-    COUNT();
-    return __libc_memalign(align, n);
-}
-
-static long our_allocs(void) {
-    Dl_info self;
-    dladdr((void *)&our_allocs, &self);
-    long ours = 0;
-    for (long i = 0; i < n_allocs && i < 1024; i++) {
-        Dl_info info;
-        if (!dladdr(callers[i], &info) || !info.dli_fname || !strcmp(info.dli_fname, self.dli_fname)) ours++;
-    }
-    return ours;
-}
-#else
-static volatile int counting = 0;
-static volatile long n_allocs = 0;
-static long our_allocs(void) {
-    return 0;
-}
-#endif
+#include "alloc_hooks.h"
 
 /* ---- helpers ------------------------------------------------------------------------------------------- */
 

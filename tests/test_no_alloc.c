@@ -30,54 +30,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-extern void __libc_free(void *);
-
-static volatile int counting = 0;
-static volatile long n_allocs = 0;
-/* The first callers of counted allocations, printed with dladdr when the check fails. */
-static void *callers[4096];
-#define COUNT()                                                                                              \
-    do {                                                                                                     \
-        if (counting) {                                                                                      \
-            if (n_allocs < 4096) callers[n_allocs] = __builtin_return_address(0);                              \
-            n_allocs++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
-
-void *malloc(size_t n) {
-    COUNT();
-    return __libc_malloc(n);
-}
-void *calloc(size_t a, size_t b) {
-    COUNT();
-    return __libc_calloc(a, b);
-}
-void *realloc(void *p, size_t n) {
-    COUNT();
-    return __libc_realloc(p, n);
-}
-void free(void *p) {
-    __libc_free(p);
-}
-int posix_memalign(void **out, size_t align, size_t n) {
-    COUNT();
-    void *p = __libc_memalign(align, n);
-    if (!p) return ENOMEM;
-    *out = p;
-    return 0;
-}
-void *aligned_alloc(size_t align, size_t n) {
-    COUNT();
-    return __libc_memalign(align, n);
-}
-void *memalign(size_t align, size_t n) {
-    COUNT();
-    return __libc_memalign(align, n);
-}
+#include "alloc_hooks.h"
 
 static void train_step(dc_net *net, dc_sgd *opt, const float *x, const int32_t *y, int N, float *dlogits) {
     const double lrs[2] = {0.05, 0.05};
@@ -126,6 +79,7 @@ static void run_arch(const char *arch, int in_ch, int size, int N) {
     printf("%s: 3 training steps + 1 eval forward: %ld allocations by decouple, %ld by OpenBLAS, %ld by libgomp, "
            "%ld other; %ld minor page faults\n",
            arch, ours, blas, gomp, other, faults);
+    if (!DC_ALLOC_HOOKS) printf("  (sanitizer build: allocations are not counted)\n");
     EXPECTF(ours == 0 && other == 0, "%s: %ld allocations from decouple's code, %ld unattributed", arch, ours, other);
     EXPECTF(faults < 64, "%s: %ld page faults in steady state (fresh memory touched)", arch, faults);
     dc_sgd_free(&opt);
