@@ -120,12 +120,14 @@ EOF
 chmod +x "$work/fake_decouple.sh"
 mkdir -p "$work/fake"
 fake_env=(DECOUPLE="$work/fake_decouple.sh" FAKE_DIR="$work/fake" EXTRA_ARGS="--max-steps 1")
+# One stand-in job at a time: each takes both CPUs of the node until its signal, so a second one submitted
+# beside it may be scheduled first and leave the one waited for pending (CI saw that order).
 submit sig_srun train_srun.sbatch "${fake_env[@]}" FAKE_TAG=srun
-# KILL_GRACE=1: mpirun takes about 2 x KILL_GRACE to exit after a rank exits non-zero
-submit sig_mpirun train_mpirun.sbatch "${fake_env[@]}" FAKE_TAG=mpirun KILL_GRACE=1
 wait_for "$work/fake/srun.rank0.restart0.ready" "rank 0 of the srun stand-in job"
 wait_for "$work/fake/srun.rank1.restart0.ready" "rank 1 of the srun stand-in job"
 scancel -s USR1 "$(cat "$work/fake/srun.rank0.restart0.ready")"
+# KILL_GRACE=1: mpirun takes about 2 x KILL_GRACE to exit after a rank exits non-zero
+submit sig_mpirun train_mpirun.sbatch "${fake_env[@]}" FAKE_TAG=mpirun KILL_GRACE=1
 wait_for "$work/fake/mpirun.rank0.restart0.ready" "rank 0 of the mpirun stand-in job"
 wait_for "$work/fake/mpirun.rank1.restart0.ready" "rank 1 of the mpirun stand-in job"
 scancel -b -s USR1 "$(cat "$work/fake/mpirun.rank0.restart0.ready")"
