@@ -5,14 +5,16 @@
  *   mpirun -np R bench_dist [--arch resnet32] [--global-batch 128] [--size 32] [--steps 20] [--threads T]
  *                           [--bucket-mb 25] [--mode step|allreduce|both]
  *
- * allreduce: MPI_Allreduce (float sum) of 4 B .. 64 MiB, the median time of repeated calls, then a
- * least-squares fit of the alpha-beta model t(n) = alpha + n * beta over all sizes (alpha: latency, 1/beta:
- * the algorithm bandwidth, bytes of payload per second). step: a training step exactly as jobs/train.c does
- * it (forward, CE pre-scaled by 1/global batch, backward with bucketed MPI_Iallreduce issued from
- * dc_net.grad_ready, finish, SGD), on synthetic data, global batch split over the ranks. Reports the step
- * time, the time blocked in the allreduce after backward (the part of communication that backward did not
- * hide), and, in a second pass with one blocking MPI_Allreduce after backward, the full cost of the gradient
- * allreduce. Throughput is global images per second.
+ * allreduce: MPI_Allreduce (float sum) of 4 B .. 64 MiB, the median over repeated calls of the slowest rank's
+ *   time, and the alpha-beta model t(n) = alpha + n * beta: alpha is the 4-byte time (latency), beta the
+ *   least-squares slope over the sizes >= 1 MiB (1/beta: the algorithm bandwidth, payload bytes per second).
+ *
+ * step: a training step as jobs/train.c does it (forward, CE pre-scaled by 1/global batch, backward with
+ *   bucketed MPI_Iallreduce issued from dc_net.grad_ready, finish, SGD), on synthetic data, the global batch
+ *   split over the ranks. Reports the step time and the time blocked in the allreduce after backward (the
+ *   communication backward did not hide); then, in a second pass with a barrier and one blocking
+ *   MPI_Allreduce after backward, the wait for the slowest rank (skew) and the transfer itself. Throughput is
+ *   global images per second.
  *
  * One machine-readable line per measurement, printed by rank 0:
  *   RESULT allreduce ranks=2 bytes=... us=...
@@ -50,7 +52,7 @@ static void bench_allreduce(const dc_comm *comm) {
     const size_t max_floats = (size_t)16 << 20; /* 64 MiB */
     float *buf = dc_malloc_aligned(max_floats * sizeof(float));
     for (size_t i = 0; i < max_floats; i++) buf[i] = 1.0f;
-    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    double sx = 0, sy = 0, sxx = 0, sxy = 0, alpha = 0;
     int npts = 0;
     for (size_t n = 1; n <= max_floats; n *= 4) {
         int reps = n < 65536 ? 200 : n < (1u << 22) ? 20 : 6;
@@ -71,11 +73,10 @@ static void bench_allreduce(const dc_comm *comm) {
         if (comm->rank == 0)
             printf("RESULT allreduce ranks=%d bytes=%.0f us=%.2f GB_s=%.3f\n", comm->world, bytes, 1e6 * med,
                    bytes / med / 1e9);
-        sx += bytes, sy += med, sxx += bytes * bytes, sxy += bytes * med, npts++;
+        if (n == 1) alpha = med; /* latency: the time of the smallest message */
+        if (bytes >= (1 << 20)) sx += bytes, sy += med, sxx += bytes * bytes, sxy += bytes * med, npts++;
     }
-    /* least squares t = alpha + beta * bytes; the large sizes dominate beta, the intercept is alpha */
-    double beta = (npts * sxy - sx * sy) / (npts * sxx - sx * sx);
-    double alpha = (sy - beta * sx) / npts;
+    double beta = (npts * sxy - sx * sy) / (npts * sxx - sx * sx); /* least squares over the sizes >= 1 MiB */
     if (comm->rank == 0)
         printf("RESULT allreduce_fit ranks=%d alpha_us=%.2f beta_ns_per_byte=%.4f bandwidth_GB_s=%.2f\n",
                comm->world, 1e6 * alpha, 1e9 * beta, 1.0 / beta / 1e9);
@@ -113,7 +114,7 @@ static void bench_step(const dc_comm *comm, const char *arch, int global_batch, 
 
     /* pass 0: bucketed Iallreduce overlapped with backward (the default); pass 1: one blocking allreduce
      * after backward, to see the whole cost of communication */
-    double res[2][3];
+    double res[2][3]; /* per pass: step; after backward: allreduce, waiting at the barrier */
     for (int pass = 0; pass < 2; pass++) {
         dc_grad_reducer red;
         DC_CHECK_OK(dc_grad_reduce_init(&red, comm, net->grads, net->n_params, pass == 0 ? bucket_mb : 0),
@@ -121,6 +122,7 @@ static void bench_step(const dc_comm *comm, const char *arch, int global_batch, 
         net->grad_ready = comm->world > 1 ? dc_grad_reduce_ready : NULL;
         net->grad_ready_ctx = &red;
         double *ts = malloc(sizeof(double) * (size_t)steps), *tb = malloc(sizeof(double) * (size_t)steps);
+        double *tw = malloc(sizeof(double) * (size_t)steps);
         for (int s = -3; s < steps; s++) { /* 3 warm-up steps */
             MPI_Barrier(MPI_COMM_WORLD);
             double t0 = MPI_Wtime();
@@ -130,27 +132,31 @@ static void bench_step(const dc_comm *comm, const char *arch, int global_batch, 
             dc_softmax_ce(batch, classes, net->logits, y, NULL, 1.0f / global_batch, dlogits);
             dc_net_backward(net, dlogits, batch, 0);
             double t1 = MPI_Wtime();
+            /* pass 1: a barrier first separates waiting for the slowest rank (skew) from the transfer */
+            if (pass == 1) MPI_Barrier(MPI_COMM_WORLD);
+            double tb0 = MPI_Wtime();
             if (comm->world > 1) dc_grad_reduce_finish(&red, 0);
             double t2 = MPI_Wtime();
             dc_sgd_step(&opt, net->params, net->grads, lrs);
             double t3 = MPI_Wtime();
-            if (s >= 0) ts[s] = t3 - t0, tb[s] = t2 - t1;
+            if (s >= 0) ts[s] = t3 - t0, tb[s] = t2 - tb0, tw[s] = tb0 - t1;
         }
-        double m[3] = {median(ts, steps), median(tb, steps), 0};
-        MPI_Allreduce(MPI_IN_PLACE, m, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        double m[3] = {median(ts, steps), median(tb, steps), median(tw, steps)};
+        MPI_Allreduce(MPI_IN_PLACE, m, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         memcpy(res[pass], m, sizeof m);
         free(ts);
         free(tb);
+        free(tw);
         dc_grad_reduce_free(&red);
         net->grad_ready = NULL;
     }
     if (comm->rank == 0)
-        printf(
-            "RESULT step %s ranks=%d threads=%d global_batch=%d img_s=%.1f ms_step=%.2f ms_blocked=%.2f "
-            "blocked_pct=%.1f ms_step_single=%.2f ms_allreduce_full=%.2f allreduce_pct=%.1f slab_mb=%.2f\n",
-            arch, comm->world, omp_get_max_threads(), global_batch, global_batch / res[0][0], 1e3 * res[0][0],
-            1e3 * res[0][1], 100 * res[0][1] / res[0][0], 1e3 * res[1][0], 1e3 * res[1][1],
-            100 * res[1][1] / res[1][0], net->n_params * 4.0 / 1e6);
+        printf("RESULT step %s ranks=%d threads=%d global_batch=%d img_s=%.1f ms_step=%.2f ms_blocked=%.2f "
+               "blocked_pct=%.1f ms_step_single=%.2f ms_skew=%.2f ms_allreduce_full=%.2f allreduce_pct=%.1f "
+               "slab_mb=%.2f\n",
+               arch, comm->world, omp_get_max_threads(), global_batch, global_batch / res[0][0],
+               1e3 * res[0][0], 1e3 * res[0][1], 100 * res[0][1] / res[0][0], 1e3 * res[1][0],
+               1e3 * res[1][2], 1e3 * res[1][1], 100 * res[1][1] / res[1][0], net->n_params * 4.0 / 1e6);
     dc_sgd_free(&opt);
     dc_net_free(net);
     free(x);

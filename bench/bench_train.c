@@ -38,28 +38,40 @@ int main(int argc, char **argv) {
     const char *arch = "resnet32", *mode = "both";
     int batch = 128, infer_batch = 256, size = 32, steps = 20, threads = 0, profile = 0, classes = 10;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--arch") && i + 1 < argc) arch = argv[++i];
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--infer-batch") && i + 1 < argc) infer_batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--size") && i + 1 < argc) size = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--classes") && i + 1 < argc) classes = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) mode = argv[++i];
-        else if (!strcmp(argv[i], "--profile")) profile = 1;
+        if (!strcmp(argv[i], "--arch") && i + 1 < argc)
+            arch = argv[++i];
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+            batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--infer-batch") && i + 1 < argc)
+            infer_batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--size") && i + 1 < argc)
+            size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--classes") && i + 1 < argc)
+            classes = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc)
+            mode = argv[++i];
+        else if (!strcmp(argv[i], "--profile"))
+            profile = 1;
         else {
-            fprintf(stderr, "usage: bench_train [--arch A] [--batch B] [--infer-batch B] [--size S] [--steps N] "
-                            "[--threads T] [--classes K] [--mode train|infer|both] [--profile]\n");
+            fprintf(stderr,
+                    "usage: bench_train [--arch A] [--batch B] [--infer-batch B] [--size S] [--steps N] "
+                    "[--threads T] [--classes K] [--mode train|infer|both] [--profile]\n");
             return 2;
         }
     }
     if (threads > 0) omp_set_num_threads(threads);
     threads = omp_get_max_threads();
     openblas_set_num_threads(threads);
-    printf("# OpenBLAS kernel: %s (%s), threads %d\n", openblas_get_corename(), openblas_get_config(), threads);
+    printf("# OpenBLAS kernel: %s (%s), threads %d\n", openblas_get_corename(), openblas_get_config(),
+           threads);
 
     int max_b = batch > infer_batch ? batch : infer_batch;
-    dc_net_desc d = {.in_channels = 3, .num_classes = classes, .image_h = size, .image_w = size, .max_batch = max_b};
+    dc_net_desc d = {
+        .in_channels = 3, .num_classes = classes, .image_h = size, .image_w = size, .max_batch = max_b};
     snprintf(d.arch, sizeof d.arch, "%s", arch);
     dc_net *net;
     DC_CHECK_OK(dc_net_create(&d, &net), "bad architecture");
@@ -102,10 +114,11 @@ int main(int argc, char **argv) {
         double total = 0;
         for (int s = 0; s < steps; s++) total += t[s];
         double med = median(t, steps);
-        printf("RESULT decouple train %s batch=%d threads=%d img_s=%.1f ms_step=%.2f gflops=%.1f\n", arch, batch,
-               threads, batch / med, 1e3 * med, flop_train * batch / med / 1e9);
+        printf("RESULT decouple train %s batch=%d threads=%d img_s=%.1f ms_step=%.2f gflops=%.1f\n", arch,
+               batch, threads, batch / med, 1e3 * med, flop_train * batch / med / 1e9);
         if (profile) {
-            printf("# per-layer split of a training step (%d steps, %.1f ms/step):\n", steps, 1e3 * total / steps);
+            printf("# per-layer split of a training step (%d steps, %.1f ms/step):\n", steps,
+                   1e3 * total / steps);
             double acc = 0;
             for (int k = 0; k < DC_PROF_COUNT; k++) {
                 acc += net->prof_seconds[k];
@@ -129,7 +142,8 @@ int main(int argc, char **argv) {
         }
         double med = median(t, steps);
         printf("RESULT decouple infer %s batch=%d threads=%d img_s=%.1f ms_step=%.2f gflops=%.1f\n", arch,
-               infer_batch, threads, infer_batch / med, 1e3 * med, 2.0 * net->macs_per_image * infer_batch / med / 1e9);
+               infer_batch, threads, infer_batch / med, 1e3 * med,
+               2.0 * net->macs_per_image * infer_batch / med / 1e9);
         free(t);
     }
     dc_sgd_free(&opt);

@@ -6,8 +6,9 @@
 # 1. MPI_Allreduce latency and bandwidth on 2 ranks (4 B .. 64 MiB) and the alpha-beta fit.
 # 2. ResNet-32, global batch 128: 1 rank x 2 threads and 2 ranks x 1 thread, alternated `rounds` times
 #    (default 3). The table gives the median global img/s of each, the ratio 2x1 / 1x2, and for 2 ranks the
-#    allreduce share of a step: the time blocked after backward with bucketed Iallreduce (the default), and
-#    the full cost of one blocking MPI_Allreduce of the gradient slab.
+#    allreduce share of a step: the time blocked after backward with bucketed Iallreduce (the default), and,
+#    with a barrier then one blocking MPI_Allreduce of the gradient slab, the wait for the slower rank and the
+#    transfer itself.
 # Binding: 2 ranks x 1 thread are bound one per core (--bind-to core), 1 rank x 2 threads is bound to both.
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are left as they are (decouple's convolutions are its own kernels;
 # OpenBLAS only serves the GEMM-lowered layers). Run it on a quiet machine: a busy core stalls every
@@ -30,7 +31,7 @@ $MPI -np 2 --bind-to core -x OMP_NUM_THREADS=1 "$BIN" --mode allreduce | grep '^
         else printf "  fit t = alpha + n*beta: alpha %.2f us, 1/beta %.2f GB/s\n", v["alpha_us"], v["bandwidth_GB_s"]}'
 
 echo "== ResNet-32 training step, global batch 128, $ROUNDS alternating rounds"
-one=() two=() blocked=() full=() single=() step2=()
+one=() two=() blocked=() full=() single=() step2=() skew=()
 for r in $(seq 1 "$ROUNDS"); do
   l1=$($MPI -np 1 --bind-to none -x OMP_NUM_THREADS=2 "$BIN" --mode step --threads 2 | grep '^RESULT step')
   l2=$($MPI -np 2 --bind-to core -x OMP_NUM_THREADS=1 "$BIN" --mode step --threads 1 | grep '^RESULT step')
@@ -38,14 +39,17 @@ for r in $(seq 1 "$ROUNDS"); do
   one+=("$(echo "$l1" | field img_s)"); two+=("$(echo "$l2" | field img_s)")
   step2+=("$(echo "$l2" | field ms_step)"); blocked+=("$(echo "$l2" | field ms_blocked)")
   single+=("$(echo "$l2" | field ms_step_single)"); full+=("$(echo "$l2" | field ms_allreduce_full)")
+  skew+=("$(echo "$l2" | field ms_skew)")
   slab=$(echo "$l2" | field slab_mb)
 done
 m1=$(printf "%s\n" "${one[@]}" | median); m2=$(printf "%s\n" "${two[@]}" | median)
 ms=$(printf "%s\n" "${step2[@]}" | median); mb=$(printf "%s\n" "${blocked[@]}" | median)
 msi=$(printf "%s\n" "${single[@]}" | median); mf=$(printf "%s\n" "${full[@]}" | median)
+mk=$(printf "%s\n" "${skew[@]}" | median)
 printf "%-44s %10s\n" "configuration" "img/s"
 printf "%-44s %10.1f\n" "1 rank x 2 threads" "$m1"
 printf "%-44s %10.1f\n" "2 ranks x 1 thread (bucketed Iallreduce)" "$m2"
 printf "%-44s %10.2f   (target >= 0.95)\n" "ratio 2x1 / 1x2" "$(echo "$m2 / $m1" | bc -l)"
 printf "2 ranks: step %.2f ms, blocked in allreduce after backward %.2f ms (%.1f%%);\n" "$ms" "$mb" "$(echo "100 * $mb / $ms" | bc -l)"
-printf "         one blocking allreduce of the %.2f MB slab: %.2f ms of a %.2f ms step (%.1f%%)\n" "$slab" "$mf" "$msi" "$(echo "100 * $mf / $msi" | bc -l)"
+printf "         barrier + one blocking allreduce of the %.2f MB slab, in a %.2f ms step: waiting for the\n" "$slab" "$msi"
+printf "         slower rank %.2f ms (%.1f%%), the transfer %.2f ms (%.1f%%)\n" "$mk" "$(echo "100 * $mk / $msi" | bc -l)" "$mf" "$(echo "100 * $mf / $msi" | bc -l)"

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 int dc_grad_reduce_init(dc_grad_reducer *r, const dc_comm *comm, float *grads, size_t n, double bucket_mb) {
@@ -34,8 +35,14 @@ void dc_grad_reduce_begin(dc_grad_reducer *r) {
 }
 
 static void start_bucket(dc_grad_reducer *r, size_t lo, size_t hi) {
+    if (r->comm->check_collectives) { /* debug mode (comm.h) */
+        char what[32];
+        snprintf(what, sizeof what, "gradient bucket %d", r->n_started);
+        dc_comm_check_site(r->comm, what, __FILE__, __LINE__);
+    }
     MPI_Request *req = (MPI_Request *)r->requests + r->n_started++;
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, r->grads + lo, (int)(hi - lo), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, req);
+    int rc =
+        MPI_Iallreduce(MPI_IN_PLACE, r->grads + lo, (int)(hi - lo), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, req);
     if (rc != MPI_SUCCESS) dc_fatal("MPI_Iallreduce of gradient bucket [%zu, %zu) failed", lo, hi);
 }
 

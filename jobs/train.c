@@ -40,7 +40,8 @@
 static const char *USAGE =
     "usage: decouple train CONFIG.yaml [options]\n"
     "\n"
-    "Stage 1: trains the backbone and the joint classifier with the configured sampler, evaluates on the test\n"
+    "Stage 1: trains the backbone and the joint classifier with the configured sampler, evaluates on the "
+    "test\n"
     "split, and writes log_dir/final.safetensors (PyTorch state_dict names), log_dir/train.log and\n"
     "checkpoints in log_dir/checkpoints.\n"
     "\n"
@@ -48,7 +49,8 @@ static const char *USAGE =
     "  --set KEY=VALUE   override a config key (repeatable), e.g. --set training_opt.num_epochs=1\n"
     "  --max-steps N     stop after N optimizer steps (0: no limit)\n"
     "  --log-dir DIR     override training_opt.log_dir\n"
-    "  --resume auto|P   continue from the newest complete checkpoint in log_dir (auto) or from checkpoint P\n"
+    "  --resume auto|P   continue from the newest complete checkpoint in log_dir (auto) or from checkpoint "
+    "P\n"
     "  --overwrite       reuse a log_dir that already holds a run, starting afresh\n"
     "  --threads T       OpenMP/BLAS threads per rank (default: OMP_NUM_THREADS or all cores)\n"
     "  --quiet           no progress on stdout (the log file still gets it)\n"
@@ -57,7 +59,8 @@ static const char *USAGE =
     "Run on several ranks with mpirun -np R (or srun): training_opt.batch_size is the GLOBAL batch.\n"
     "SIGTERM or SIGUSR1 writes a checkpoint and exits with status 3.\n";
 
-/* ---- signals: a flag, read at step boundaries ------------------------------------------------------------ */
+/* ---- signals: a flag, read at step boundaries ------------------------------------------------------------
+ */
 
 static volatile sig_atomic_t stop_signal = 0;
 static void on_stop_signal(int sig) {
@@ -73,7 +76,8 @@ static void install_signal_handlers(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-/* ---- checkpoints ----------------------------------------------------------------------------------------- */
+/* ---- checkpoints -----------------------------------------------------------------------------------------
+ */
 
 static void checkpoint_dir(const dc_job *job, char *buf, size_t cap) {
     snprintf(buf, cap, "%s/checkpoints", job->cfg.training_opt.log_dir);
@@ -83,8 +87,10 @@ static void print_warnings(dc_job *job, const dc_ckpt_warnings *w) {
     for (int i = 0; i < w->n; i++) dc_job_print(job, "checkpoint: %s\n", w->line[i]);
 }
 
-/* Collective. Gathers per-rank BN statistics (when BN is per rank), rank 0 writes, all agree, rank 0 commits. */
-static void save_checkpoint(dc_job *job, dc_net *net, dc_sgd *sgd, const dc_train_state *st, float *rank_buffers) {
+/* Collective. Gathers per-rank BN statistics (when BN is per rank), rank 0 writes, all agree, rank 0 commits.
+ */
+static void save_checkpoint(dc_job *job, dc_net *net, dc_sgd *sgd, const dc_train_state *st,
+                            float *rank_buffers) {
     char dir[DC_PATH_MAX + 32];
     checkpoint_dir(job, dir, sizeof dir);
     dc_ckpt_extra extra = {0};
@@ -100,25 +106,30 @@ static void save_checkpoint(dc_job *job, dc_net *net, dc_sgd *sgd, const dc_trai
         failed = 1;
     }
     if (dc_comm_any(&job->comm, failed)) {
-        /* a failed checkpoint write (disk full, permissions) stops the run: the previous checkpoint is intact */
+        /* a failed checkpoint write (disk full, permissions) stops the run: the previous checkpoint is intact
+         */
         dc_fatal("could not write the checkpoint of step %lld into %s; earlier checkpoints are untouched",
                  (long long)st->step, dir);
     }
     dc_ckpt_warnings w;
     dc_ckpt_warnings_clear(&w);
-    if (job->comm.rank == 0 && dc_ckpt_commit(dir, st->step, job->cfg.training_opt.keep_checkpoints, &w) != DC_OK) {
+    if (job->comm.rank == 0 &&
+        dc_ckpt_commit(dir, st->step, job->cfg.training_opt.keep_checkpoints, &w) != DC_OK) {
         dc_log("error: committing the checkpoint of step %lld: %s", (long long)st->step, dc_last_error());
         failed = 1;
     }
-    if (dc_comm_any(&job->comm, failed)) dc_fatal("could not commit the checkpoint of step %lld", (long long)st->step);
+    if (dc_comm_any(&job->comm, failed))
+        dc_fatal("could not commit the checkpoint of step %lld", (long long)st->step);
     if (job->comm.rank == 0) {
         print_warnings(job, &w);
-        dc_job_print(job, "checkpoint: step %lld written in %.2f s\n", (long long)st->step, omp_get_wtime() - t0);
+        dc_job_print(job, "checkpoint: step %lld written in %.2f s\n", (long long)st->step,
+                     omp_get_wtime() - t0);
     }
 }
 
 /* Collective. Returns the step to start from (0 when starting fresh). */
-static int64_t resume_checkpoint(dc_job *job, dc_net *net, dc_sgd *sgd, const char *stage, dc_train_state *st) {
+static int64_t resume_checkpoint(dc_job *job, dc_net *net, dc_sgd *sgd, const char *stage,
+                                 dc_train_state *st) {
     const char *how = job->args.resume;
     if (!how) return 0;
     char dir[DC_PATH_MAX + 32];
@@ -158,9 +169,10 @@ static int64_t resume_checkpoint(dc_job *job, dc_net *net, dc_sgd *sgd, const ch
     if (failed) dc_log("error: %s", dc_last_error());
     if (dc_comm_any(&job->comm, failed)) {
         dc_fatal_at(__FILE__, __LINE__,
-                    rc == DC_CKPT_CONFIG_CHANGED ? "resume with the config the run started with, or start a new run "
-                                                   "with --overwrite or another --log-dir"
-                                                 : "remove the damaged checkpoint or start afresh with --overwrite",
+                    rc == DC_CKPT_CONFIG_CHANGED
+                        ? "resume with the config the run started with, or start a new run "
+                          "with --overwrite or another --log-dir"
+                        : "remove the damaged checkpoint or start afresh with --overwrite",
                     "cannot resume from %s step %lld", dir, (long long)step);
     }
     if (job->comm.rank == 0) print_warnings(job, &w);
@@ -169,18 +181,22 @@ static int64_t resume_checkpoint(dc_job *job, dc_net *net, dc_sgd *sgd, const ch
     return step;
 }
 
-/* ---- fault injection for the failure tests: DC_INJECT_FAULT=RANK:STEP makes rank RANK fail at step STEP as if
- * a file on its shard were unreadable (tests/e2e_mpi.sh checks the whole job ends within seconds) ---------- */
+/* ---- fault injection for the failure tests (tests/e2e_mpi.sh), both RANK:STEP
+ * --------------------------------- DC_INJECT_FAULT: rank RANK fails at step STEP as if a file on its shard
+ * were unreadable (the whole job must end within seconds); DC_INJECT_STRAY_COLLECTIVE: rank RANK calls a
+ * barrier the others never call (with DC_CHECK_COLLECTIVES=1 the job must abort with every rank's call site
+ * instead of hanging). */
 
-static int64_t injected_fault_step(int rank) {
-    const char *v = getenv("DC_INJECT_FAULT");
+static int64_t injected_step(const char *env, int rank) {
+    const char *v = getenv(env);
     int r;
     long long st;
     if (!v || sscanf(v, "%d:%lld", &r, &st) != 2 || r != rank) return -1;
     return st;
 }
 
-/* ---- numerical faults ------------------------------------------------------------------------------------ */
+/* ---- numerical faults ------------------------------------------------------------------------------------
+ */
 
 /* The first tensor whose gradient holds a NaN or Inf (NULL when all are finite). */
 static const char *nonfinite_grad(const dc_net *net) {
@@ -199,13 +215,15 @@ static const char *nonfinite_grad(const dc_net *net) {
 }
 
 static void log_shot_line(dc_job *job, const char *what, const dc_metrics_summary *s) {
-    dc_job_print(job, "%s: top-1 %.2f%%  top-5 %.2f%%  macro %.2f%%  many %.2f%% (%d)  medium %.2f%% (%d)  "
-                      "few %.2f%% (%d)  [%lld images]\n",
+    dc_job_print(job,
+                 "%s: top-1 %.2f%%  top-5 %.2f%%  macro %.2f%%  many %.2f%% (%d)  medium %.2f%% (%d)  "
+                 "few %.2f%% (%d)  [%lld images]\n",
                  what, 100 * s->top1, 100 * s->top5, 100 * s->macro_top1, 100 * s->many, s->n_many,
                  100 * s->medium, s->n_medium, 100 * s->few, s->n_few, (long long)s->total);
 }
 
-/* ---- stage 1 --------------------------------------------------------------------------------------------- */
+/* ---- stage 1 ---------------------------------------------------------------------------------------------
+ */
 
 int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
     const dc_config *cfg = &job->cfg;
@@ -228,8 +246,8 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
     const int S = dc_dataset_image_size(train), Cin = dc_dataset_channels(train);
 
     dc_sampler *sampler = NULL;
-    DC_CHECK_OK(dc_sampler_create(&opt->sampler, dc_dataset_labels(train), dc_dataset_size(train), C, opt->seed,
-                                  opt->num_epochs, B, R, opt->shuffle, &sampler),
+    DC_CHECK_OK(dc_sampler_create(&opt->sampler, dc_dataset_labels(train), dc_dataset_size(train), C,
+                                  opt->seed, opt->num_epochs, B, R, opt->shuffle, &sampler),
                 "see training_opt.sampler in docs/CONFIG.md");
     const int64_t steps_per_epoch = dc_sampler_steps_per_epoch(sampler);
     int64_t total_steps = steps_per_epoch * opt->num_epochs;
@@ -249,8 +267,9 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
                               cfg->optimizer.nesterov, cfg->optimizer.no_decay_bn_bias),
                 "check networks.*.optim_params");
     dc_grad_reducer reducer;
-    DC_CHECK_OK(dc_grad_reduce_init(&reducer, &job->comm, net->grads, net->n_params, cfg->allreduce_bucket_mb),
-                "out of memory");
+    DC_CHECK_OK(
+        dc_grad_reduce_init(&reducer, &job->comm, net->grads, net->n_params, cfg->allreduce_bucket_mb),
+        "out of memory");
     net->grad_ready = dc_grad_reduce_ready;
     net->grad_ready_ctx = &reducer;
 
@@ -300,13 +319,17 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
         DC_CHECK_OK(dc_sampler_rank_batch_at(sampler, start_step, rank, idx_next, &e0), "sampler failure");
         DC_CHECK_OK(dc_dataset_prefetch(train, idx_next, local_B, augment, opt->seed, e0), "prefetch failed");
     }
-    const int64_t fault_step = injected_fault_step(rank);
+    const int64_t fault_step = injected_step("DC_INJECT_FAULT", rank);
+    const int64_t stray_step = injected_step("DC_INJECT_STRAY_COLLECTIVE", rank);
     int64_t step = start_step;
     for (; step < total_steps; step++) {
         if (step == fault_step)
-            dc_fatal("injected fault (DC_INJECT_FAULT) at step %lld: pretending a training image on rank %d's "
-                     "shard is unreadable",
-                     (long long)step + 1, rank);
+            dc_fatal(
+                "injected fault (DC_INJECT_FAULT) at step %lld: pretending a training image on rank %d's "
+                "shard is unreadable",
+                (long long)step + 1, rank);
+        if (step == stray_step)
+            dc_comm_barrier(&job->comm); /* a collective only this rank reaches (test only) */
         int epoch = 0;
         DC_CHECK_OK(dc_sampler_rank_batch_at(sampler, step, rank, idx, &epoch), "sampler failure");
         const int64_t step_in_epoch = step % steps_per_epoch;
@@ -315,7 +338,8 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
         if (streaming && step + 1 < total_steps) {
             /* start decoding the next batch in the background pool while this one trains */
             int next_epoch = 0;
-            DC_CHECK_OK(dc_sampler_rank_batch_at(sampler, step + 1, rank, idx_next, &next_epoch), "sampler failure");
+            DC_CHECK_OK(dc_sampler_rank_batch_at(sampler, step + 1, rank, idx_next, &next_epoch),
+                        "sampler failure");
             DC_CHECK_OK(dc_dataset_prefetch(train, idx_next, local_B, augment, opt->seed, next_epoch),
                         "prefetch failed");
         }
@@ -331,16 +355,19 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
         if (bad) {
             if (skipped < opt->skip_nonfinite_batches) {
                 skipped++;
-                dc_job_print(job, "warning: step %lld (epoch %d): non-finite gradient in %s; batch skipped "
-                                  "(%lld of at most %d)\n",
-                             (long long)step + 1, epoch + 1, bad, (long long)skipped, opt->skip_nonfinite_batches);
+                dc_job_print(job,
+                             "warning: step %lld (epoch %d): non-finite gradient in %s; batch skipped "
+                             "(%lld of at most %d)\n",
+                             (long long)step + 1, epoch + 1, bad, (long long)skipped,
+                             opt->skip_nonfinite_batches);
                 continue;
             }
-            dc_fatal_at(__FILE__, __LINE__,
-                        "lower the learning rate, check the data, or allow isolated bad batches with "
-                        "training_opt.skip_nonfinite_batches; the last good checkpoint is in log_dir/checkpoints",
-                        "step %lld (epoch %d): non-finite gradient in %s (local loss %g)", (long long)step + 1,
-                        epoch + 1, bad, loss_sum);
+            dc_fatal_at(
+                __FILE__, __LINE__,
+                "lower the learning rate, check the data, or allow isolated bad batches with "
+                "training_opt.skip_nonfinite_batches; the last good checkpoint is in log_dir/checkpoints",
+                "step %lld (epoch %d): non-finite gradient in %s (local loss %g)", (long long)step + 1,
+                epoch + 1, bad, loss_sum);
         }
         lr_now[0] = dc_lr_at(&cfg->scheduler, cfg->feat_model.optim.lr, cfg->endlr, opt->num_epochs, epoch,
                              step_in_epoch, steps_per_epoch);
@@ -360,7 +387,8 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
             double ips = (double)window_steps * B / (now - t_window);
             double eta = (now - t_start) / (double)(step + 1 - start_step) * (double)(total_steps - step - 1);
             dc_job_print(job, "epoch %3d step %6lld/%lld | loss %.4f | lr %.5f | %.1f img/s | ETA %.0f s\n",
-                         epoch + 1, (long long)step + 1, (long long)total_steps, mean_loss, lr_now[0], ips, eta);
+                         epoch + 1, (long long)step + 1, (long long)total_steps, mean_loss, lr_now[0], ips,
+                         eta);
             loss_window = 0;
             window_steps = 0;
             t_window = now;
@@ -381,7 +409,8 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
             save_checkpoint(job, net, &sgd, &st, rank_buffers);
         }
         if (stop) {
-            dc_job_print(job, "stopped by a signal after step %lld; resume with --resume auto\n", (long long)step + 1);
+            dc_job_print(job, "stopped by a signal after step %lld; resume with --resume auto\n",
+                         (long long)step + 1);
             preempted = 1;
             step++;
             break;
@@ -395,8 +424,8 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
     out->steps = step;
     out->preempted = preempted;
     if (reducer.wait_seconds > 0)
-        dc_job_print(job, "allreduce: %.2f s blocked after backward (%.1f%% of training time)\n", reducer.wait_seconds,
-                     100 * reducer.wait_seconds / (omp_get_wtime() - t_start));
+        dc_job_print(job, "allreduce: %.2f s blocked after backward (%.1f%% of training time)\n",
+                     reducer.wait_seconds, 100 * reducer.wait_seconds / (omp_get_wtime() - t_start));
 
     if (!preempted) {
         dc_job_print(job, "stage 1 done in %.1f s\n", out->train_seconds);
@@ -410,8 +439,10 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
         dc_metrics_free(&m);
 
         int failed = 0;
-        if (cfg->save_weights[0]) snprintf(out->weights_path, sizeof out->weights_path, "%s", cfg->save_weights);
-        else snprintf(out->weights_path, sizeof out->weights_path, "%s/final.safetensors", opt->log_dir);
+        if (cfg->save_weights[0])
+            snprintf(out->weights_path, sizeof out->weights_path, "%s", cfg->save_weights);
+        else
+            snprintf(out->weights_path, sizeof out->weights_path, "%s/final.safetensors", opt->log_dir);
         if (rank == 0) {
             if (dc_job_save_weights(job, net, out->weights_path) != DC_OK) {
                 dc_log("error: %s", dc_last_error());

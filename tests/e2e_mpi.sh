@@ -10,8 +10,10 @@
 #   3. resume on 2 ranks after SIGKILL is bit-identical to the uninterrupted 2-rank run;
 #   4. sharded evaluation: the heads' test metrics are identical on 1, 2 and 3 ranks, and every rank holds
 #      bit-identical heads after the broadcast;
-#   5. failure: when rank 1 fails mid-epoch, the 2-rank job ends within 10 s, non-zero, naming the rank and
-#      the cause.
+#   5. stage2.distributed: cRT and LWS trained over 2 ranks' shards equal the rank-0 gather's to rounding;
+#   6. failure: when rank 1 fails mid-epoch, the 2-rank job ends within 10 s, non-zero, naming the rank and
+#      the cause;
+#   7. DC_CHECK_COLLECTIVES: a collective reached by one rank only aborts the job with both call sites.
 # Usage: e2e_mpi.sh <decouple> <source dir> <build dir>     exit 77 = skipped
 set -u
 DC=$1; SRC=$2; BUILD=$3
@@ -106,4 +108,18 @@ secs=$(python3 -c "print(round($end - $start, 1))")
 grep -q "\[r01\] error: injected fault" "$T/f.out" || { cat "$T/f.out"; fail "no message naming rank 1 and the cause"; }
 python3 -c "import sys; sys.exit(0 if $end - $start < 10 else 1)" || fail "the job took $secs s to end"
 echo "failing rank: job ended in $secs s with status $rc"
+echo "== DC_CHECK_COLLECTIVES: a collective that only rank 1 reaches"
+# without the check this job would hang in the stray barrier (rank 0 waits in its gradient allreduce)
+start=$(date +%s.%N)
+DC_CHECK_COLLECTIVES=1 DC_INJECT_STRAY_COLLECTIVE=1:3 timeout 60 "${MPIRUN[@]}" -x DC_CHECK_COLLECTIVES -x DC_INJECT_STRAY_COLLECTIVE \
+  -np 2 "$DC" train "$CFG" "${COMMON[@]}" --max-steps 20 --log-dir "$T/s" > "$T/s.out" 2>&1
+rc=$?
+end=$(date +%s.%N)
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$T/s.out"; fail "the stray collective was not caught (exit $rc)"; }
+grep -q "rank 1: collective #[0-9]*, barrier at jobs/train.c:[0-9]*" "$T/s.out" &&
+  grep -q "rank 0: collective #[0-9]*, gradient bucket 0 at dist/grad_reduce.c:[0-9]*" "$T/s.out" ||
+  { cat "$T/s.out"; fail "the mismatch message does not name both call sites"; }
+echo "stray collective caught in $(python3 -c "print(round($end - $start, 1))") s:"
+grep "rank [01]: collective" "$T/s.out" | head -2
+
 echo "PASS"
