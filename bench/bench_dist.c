@@ -21,6 +21,7 @@
  *   RESULT step ranks=2 threads=1 img_s=... ms_step=... ms_blocked=... ms_allreduce_full=... slab_mb=...
  * bench/run_bench_dist.sh alternates 1 rank x 2 threads and 2 ranks x 1 thread and prints the table.
  */
+#include "bench_util.h"
 #include "core/check.h"
 #include "core/layers.h"
 #include "core/net.h"
@@ -36,16 +37,6 @@
 #include <string.h>
 
 extern void openblas_set_num_threads(int);
-
-static double median(double *v, int n) {
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-            double t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Allreduce of 4 B .. 64 MiB; rank 0 prints each size and the alpha-beta fit. */
 static void bench_allreduce(const dc_comm *comm) {
@@ -68,7 +59,7 @@ static void bench_allreduce(const dc_comm *comm) {
             MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
             t[r] = dt;
         }
-        double med = median(t, reps);
+        double med = bench_median(t, reps);
         double bytes = (double)n * sizeof(float);
         if (comm->rank == 0)
             printf("RESULT allreduce ranks=%d bytes=%.0f us=%.2f GB_s=%.3f\n", comm->world, bytes, 1e6 * med,
@@ -141,7 +132,7 @@ static void bench_step(const dc_comm *comm, const char *arch, int global_batch, 
             double t3 = MPI_Wtime();
             if (s >= 0) ts[s] = t3 - t0, tb[s] = t2 - tb0, tw[s] = tb0 - t1;
         }
-        double m[3] = {median(ts, steps), median(tb, steps), median(tw, steps)};
+        double m[3] = {bench_median(ts, steps), bench_median(tb, steps), bench_median(tw, steps)};
         MPI_Allreduce(MPI_IN_PLACE, m, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         memcpy(res[pass], m, sizeof m);
         free(ts);

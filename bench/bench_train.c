@@ -9,6 +9,7 @@
  *   RESULT decouple train resnet32 batch=128 threads=2 img_s=...
  * bench/run_bench_train.sh alternates this with bench/bench_torch.py and prints the ratios.
  */
+#include "bench_util.h"
 #include "core/check.h"
 #include "core/layers.h"
 #include "core/net.h"
@@ -23,16 +24,6 @@
 extern char *openblas_get_corename(void);
 extern char *openblas_get_config(void);
 extern void openblas_set_num_threads(int);
-
-static double median(double *v, int n) {
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-            double t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 int main(int argc, char **argv) {
     const char *arch = "resnet32", *mode = "both";
@@ -113,7 +104,7 @@ int main(int argc, char **argv) {
         }
         double total = 0;
         for (int s = 0; s < steps; s++) total += t[s];
-        double med = median(t, steps);
+        double med = bench_median(t, steps);
         printf("RESULT decouple train %s batch=%d threads=%d img_s=%.1f ms_step=%.2f gflops=%.1f\n", arch,
                batch, threads, batch / med, 1e3 * med, flop_train * batch / med / 1e9);
         if (profile) {
@@ -140,7 +131,7 @@ int main(int argc, char **argv) {
             dc_net_forward(net, x, infer_batch, 0);
             t[s] = omp_get_wtime() - t0;
         }
-        double med = median(t, steps);
+        double med = bench_median(t, steps);
         printf("RESULT decouple infer %s batch=%d threads=%d img_s=%.1f ms_step=%.2f gflops=%.1f\n", arch,
                infer_batch, threads, infer_batch / med, 1e3 * med,
                2.0 * net->macs_per_image * infer_batch / med / 1e9);
