@@ -32,7 +32,6 @@
 
 #define ST_HEADER_MAX  100000000ull /* same cap as the reference implementation: 100 MB of JSON */
 #define ST_MAX_NESTING 64           /* for skipped unknown fields */
-#define ST_MSG_MAX     880          /* the problem list stops here (check.c keeps 1024 bytes per message) */
 
 /* ---- dtypes -----------------------------------------------------------------------------------------------
  */
@@ -987,27 +986,42 @@ int dc_safetensors_write(const char *path, const dc_tensor *tensors, int n, cons
 /* ---- loader -----------------------------------------------------------------------------------------------
  */
 
-/* The problem list: lines are appended while they fit in ST_MSG_MAX; the rest are only counted. */
-typedef struct {
-    char text[ST_MSG_MAX + 1];
-    size_t len;
-    int count, dropped;
-} problem_list;
-
-static void add_problem(problem_list *pl, const char *fmt, ...) DC_PRINTF(2, 3);
-static void add_problem(problem_list *pl, const char *fmt, ...) {
-    char line[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    pl->count++;
-    size_t n = strlen(line);
-    if (pl->dropped || pl->len + n + 3 > ST_MSG_MAX - 40) { /* keep room for the "... and N more" line */
-        pl->dropped++;
-        return;
+void dc_st_match(const dc_st_file *f, const dc_tensor *want, int n, int allow_extra,
+                 const char *allowed_extra, dc_problem_list *pl) {
+    for (int i = 0; i < n; i++) {
+        const dc_tensor *t = &want[i];
+        const dc_st_entry *e = dc_st_find(f, t->name);
+        char ws[160], gs[160];
+        format_shape(ws, sizeof ws, t->ndim, t->shape);
+        printable_name pn = printable(t->name);
+        if (!e) {
+            dc_problem_add(pl, "missing tensor '%s' (the model expects %s %s)", pn.s, dtype_name(t->dtype),
+                           ws);
+            continue;
+        }
+        if (e->dtype != t->dtype)
+            dc_problem_add(pl, "tensor '%s': dtype %s in the file, the model expects %s", pn.s,
+                           dtype_name(e->dtype), dtype_name(t->dtype));
+        int same_shape = e->ndim == t->ndim;
+        for (int d = 0; same_shape && d < t->ndim; d++) same_shape = e->shape[d] == t->shape[d];
+        if (!same_shape) {
+            format_shape(gs, sizeof gs, e->ndim, e->shape);
+            dc_problem_add(pl, "tensor '%s': shape %s in the file, the model expects %s", pn.s, gs, ws);
+        }
     }
-    pl->len += (size_t)snprintf(pl->text + pl->len, sizeof pl->text - pl->len, "\n  %s", line);
+    if (allow_extra) return;
+    for (int j = 0; j < f->n_entries; j++) {
+        const dc_st_entry *e = &f->entries[j];
+        if (allowed_extra && strcmp(e->name, allowed_extra) == 0) continue;
+        int found = 0;
+        for (int i = 0; i < n && !found; i++) found = strcmp(want[i].name, e->name) == 0;
+        if (!found) {
+            char gs[160];
+            format_shape(gs, sizeof gs, e->ndim, e->shape);
+            dc_problem_add(pl, "unexpected tensor '%s' (%s %s) in the file, not in the model",
+                           printable(e->name).s, dtype_name(e->dtype), gs);
+        }
+    }
 }
 
 int dc_safetensors_load(const char *path, dc_tensor *tensors, int n, int allow_extra) {
@@ -1021,48 +1035,12 @@ int dc_safetensors_load(const char *path, dc_tensor *tensors, int n, int allow_e
     DC_TRY(dc_st_read(path, &f));
 
     /* Validate everything first; no tensor is touched unless every check passes. */
-    problem_list pl;
-    memset(&pl, 0, sizeof pl);
-    for (int i = 0; i < n; i++) {
-        const dc_tensor *t = &tensors[i];
-        const dc_st_entry *e = dc_st_find(&f, t->name);
-        char want[160], got[160];
-        format_shape(want, sizeof want, t->ndim, t->shape);
-        printable_name pn = printable(t->name);
-        if (!e) {
-            add_problem(&pl, "missing tensor '%s' (the model expects %s %s)", pn.s, dtype_name(t->dtype),
-                        want);
-            continue;
-        }
-        if (e->dtype != t->dtype)
-            add_problem(&pl, "tensor '%s': dtype %s in the file, the model expects %s", pn.s,
-                        dtype_name(e->dtype), dtype_name(t->dtype));
-        int same_shape = e->ndim == t->ndim;
-        for (int d = 0; same_shape && d < t->ndim; d++) same_shape = e->shape[d] == t->shape[d];
-        if (!same_shape) {
-            format_shape(got, sizeof got, e->ndim, e->shape);
-            add_problem(&pl, "tensor '%s': shape %s in the file, the model expects %s", pn.s, got, want);
-        }
-    }
-    if (!allow_extra) {
-        for (int j = 0; j < f.n_entries; j++) {
-            const dc_st_entry *e = &f.entries[j];
-            int found = 0;
-            for (int i = 0; i < n && !found; i++) found = strcmp(tensors[i].name, e->name) == 0;
-            if (!found) {
-                char got[160];
-                format_shape(got, sizeof got, e->ndim, e->shape);
-                add_problem(&pl, "unexpected tensor '%s' (%s %s) in the file, not in the model",
-                            printable(e->name).s, dtype_name(e->dtype), got);
-            }
-        }
-    }
+    dc_problem_list pl = {0};
+    dc_st_match(&f, tensors, n, allow_extra, NULL, &pl);
     if (pl.count > 0) {
         dc_st_free(&f);
-        if (pl.dropped)
-            snprintf(pl.text + pl.len, sizeof pl.text - pl.len, "\n  ... and %d more", pl.dropped);
         return DC_ERR("%s: %d problem%s loading %d tensors:%s", path, pl.count, pl.count == 1 ? "" : "s", n,
-                      pl.text);
+                      dc_problem_text(&pl));
     }
     for (int i = 0; i < n; i++) {
         const dc_st_entry *e = dc_st_find(&f, tensors[i].name);

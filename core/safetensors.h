@@ -3,15 +3,16 @@
  *
  * Format (https://github.com/huggingface/safetensors, documented in docs/CHECKPOINTS.md):
  *   8 bytes   little-endian u64 N, the length of the header
- *   N bytes   UTF-8 JSON object: { "name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
- *             optional "__metadata__": {string: string} }, padded with spaces
- *   rest      raw little-endian tensor data; offsets are relative to the end of the header
+ *   N bytes   UTF-8 JSON object: { "name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]},
+ * ..., optional "__metadata__": {string: string} }, padded with spaces rest      raw little-endian tensor
+ * data; offsets are relative to the end of the header
  *
  * Writes are atomic (atomic_file.h): a crash never leaves a half-written file under the final name.
  */
 #ifndef DC_SAFETENSORS_H
 #define DC_SAFETENSORS_H
 
+#include "problem_list.h"
 #include "tensor.h"
 
 #include <stddef.h>
@@ -48,6 +49,13 @@ int dc_st_read(const char *path, dc_st_file *out);
 void dc_st_free(dc_st_file *f);
 const dc_st_entry *dc_st_find(const dc_st_file *f, const char *name);
 const char *dc_st_meta(const dc_st_file *f, const char *key); /* NULL when absent */
+
+/* Compares a parsed file's tensors with the expected ones and adds a line to `pl` for each mismatch: missing,
+ * wrong dtype, wrong shape, and (unless allow_extra) each tensor of the file that is not expected, except one
+ * named allowed_extra (may be NULL). Names are made printable. dc_safetensors_load and the checkpoint reader
+ * both report through it, with the same wording. */
+void dc_st_match(const dc_st_file *f, const dc_tensor *want, int n, int allow_extra,
+                 const char *allowed_extra, dc_problem_list *pl);
 
 /* Loads a file into the given tensors by name. Every tensor must be present with the same dtype and shape;
  * extra names in the file are also errors unless allow_extra. On failure the message lists EVERY mismatch

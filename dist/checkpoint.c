@@ -38,7 +38,6 @@
 
 #define CKPT_PATH_MAX    4096
 #define CKPT_MARKER_MAX  4096 /* a DONE marker is ~200 bytes; anything larger is not one */
-#define CKPT_MSG_MAX     760  /* the mismatch list stops here (check.c keeps 1024 bytes per message) */
 #define CKPT_STEP_DIGITS 8
 
 enum { KIND_MODEL = 0, KIND_STATE = 1, KIND_DONE = 2 };
@@ -1012,91 +1011,6 @@ int dc_ckpt_find_latest(const char *dir, int64_t *step, dc_ckpt_warnings *w) {
 
 /* ---- loading ------------------------------------------------------------------------------------------- */
 
-static const char *dtype_str(dc_dtype d) {
-    switch (d) {
-    case DC_F32:
-        return "F32";
-    case DC_I64:
-        return "I64";
-    case DC_I32:
-        return "I32";
-    case DC_U8:
-        return "U8";
-    }
-    return "?";
-}
-
-static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%" PRId64, i ? ", " : "", shape[i]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-}
-
-typedef struct {
-    char text[CKPT_MSG_MAX + 1];
-    size_t len;
-    int count, dropped;
-} problems;
-
-static void problem(problems *pl, const char *fmt, ...) DC_PRINTF(2, 3);
-static void problem(problems *pl, const char *fmt, ...) {
-    char line[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    pl->count++;
-    if (pl->dropped || pl->len + strlen(line) + 3 > CKPT_MSG_MAX - 32) {
-        pl->dropped++;
-        return;
-    }
-    pl->len += (size_t)snprintf(pl->text + pl->len, sizeof pl->text - pl->len, "\n  %s", line);
-}
-
-static void problems_end(problems *pl) {
-    if (pl->dropped)
-        snprintf(pl->text + pl->len, sizeof pl->text - pl->len, "\n  ... and %d more", pl->dropped);
-}
-
-/* Compares the file's tensors with the expected list (the same checks and wording as dc_safetensors_load,
- * on the already parsed and CRC-checked file): missing, wrong dtype, wrong shape, unexpected (except names
- * in `allowed_extra`). */
-static void match_tensors(const dc_st_file *f, const dc_tensor *want, int n, const char *allowed_extra,
-                          problems *pl) {
-    for (int i = 0; i < n; i++) {
-        const dc_tensor *t = &want[i];
-        const dc_st_entry *e = dc_st_find(f, t->name);
-        char ws[96], gs[96];
-        shape_str(ws, sizeof ws, t->ndim, t->shape);
-        if (!e) {
-            problem(pl, "missing tensor '%s' (the model expects %s %s)", t->name, dtype_str(t->dtype), ws);
-            continue;
-        }
-        if (e->dtype != t->dtype)
-            problem(pl, "tensor '%s': dtype %s in the file, the model expects %s", t->name,
-                    dtype_str(e->dtype), dtype_str(t->dtype));
-        int same = e->ndim == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
-        if (!same) {
-            shape_str(gs, sizeof gs, e->ndim, e->shape);
-            problem(pl, "tensor '%s': shape %s in the file, the model expects %s", t->name, gs, ws);
-        }
-    }
-    for (int j = 0; j < f->n_entries; j++) {
-        const dc_st_entry *e = &f->entries[j];
-        if (allowed_extra && strcmp(e->name, allowed_extra) == 0) continue;
-        int found = 0;
-        for (int i = 0; i < n && !found; i++) found = strcmp(want[i].name, e->name) == 0;
-        if (!found) {
-            char gs[96];
-            shape_str(gs, sizeof gs, e->ndim, e->shape);
-            problem(pl, "unexpected tensor '%s' (%s %s) in the file, not in the model", e->name,
-                    dtype_str(e->dtype), gs);
-        }
-    }
-}
-
 static void copy_in(const dc_st_file *f, const dc_tensor *t) {
     const dc_st_entry *e = dc_st_find(f, t->name);
     if (e && e->end > e->begin) memcpy(t->data, f->data + e->begin, (size_t)(e->end - e->begin));
@@ -1165,19 +1079,17 @@ int dc_ckpt_load(const char *dir, int64_t step, dc_net *net, dc_sgd *sgd, const 
     if (rc == DC_OK) rc = read_checked(model_path, "decouple-model", step, &mf);
 
     /* names, dtypes, shapes: the model file against the net */
-    problems pl;
-    memset(&pl, 0, sizeof pl);
+    dc_problem_list pl = {0};
     if (rc == DC_OK) {
-        match_tensors(&mf, net->tensors, net->n_tensors, NULL, &pl);
+        dc_st_match(&mf, net->tensors, net->n_tensors, 0, NULL, &pl);
         if (pl.count) {
-            problems_end(&pl);
             const char *file_arch = dc_st_meta(&mf, "arch");
             char arch_note[200] = "";
             if (file_arch && strcmp(file_arch, net->desc.arch) != 0)
                 snprintf(arch_note, sizeof arch_note, " (a checkpoint of arch '%.60s', the model is '%s')",
                          file_arch, net->desc.arch);
             rc = DC_ERR("%s: does not fit the model%s: %d problem%s:%s", model_path, arch_note, pl.count,
-                        pl.count == 1 ? "" : "s", pl.text);
+                        pl.count == 1 ? "" : "s", dc_problem_text(&pl));
         }
     }
 
@@ -1202,16 +1114,15 @@ int dc_ckpt_load(const char *dir, int64_t step, dc_net *net, dc_sgd *sgd, const 
     const dc_st_entry *rb = NULL;
     if (rc == DC_OK) {
         memset(&pl, 0, sizeof pl);
-        match_tensors(&sf, want, n_want, RANK_BUFFERS, &pl);
+        dc_st_match(&sf, want, n_want, 0, RANK_BUFFERS, &pl);
         rb = dc_st_find(&sf, RANK_BUFFERS);
         if (rb && (rb->dtype != DC_F32 || rb->ndim != 2 || rb->shape[1] != (int64_t)net->n_buffers ||
                    rb->shape[0] < 1))
-            problem(&pl, "tensor '%s' must be F32 [world, %zu]", RANK_BUFFERS, net->n_buffers);
+            dc_problem_add(&pl, "tensor '%s' must be F32 [world, %zu]", RANK_BUFFERS, net->n_buffers);
         if (pl.count) {
-            problems_end(&pl);
             rc = DC_ERR("%s: does not fit the %s%s: %d problem%s:%s", state_path,
                         sgd ? "model and optimizer" : "model", opts->n_extra ? " and extra state" : "",
-                        pl.count, pl.count == 1 ? "" : "s", pl.text);
+                        pl.count, pl.count == 1 ? "" : "s", dc_problem_text(&pl));
         }
     }
     if (rc == DC_OK && st.n_params != (int64_t)net->n_params)
