@@ -75,19 +75,6 @@ static void spit(const char *path, const void *data, size_t len) {
     REQUIRE(fclose(f) == 0);
 }
 
-static uint8_t *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f != NULL);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc((size_t)n + 1);
-    REQUIRE(p && fread(p, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return p;
-}
-
 static void gzip_to(const char *path, const void *data, size_t len) {
     gzFile g = gzopen(path, "wb");
     REQUIRE(g != NULL);
@@ -378,7 +365,7 @@ static void test_config(void) {
     dc_config_defaults(&cfg);
     REQUIRE(dc_config_write(&cfg, p) == DC_OK);
     size_t n_before;
-    uint8_t *before = slurp(p, &n_before);
+    uint8_t *before = tu_slurp_required(p, &n_before);
     struct rlimit old_limit, small;
     REQUIRE(getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
     void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
@@ -392,7 +379,7 @@ static void test_config(void) {
     signal(SIGXFSZ, old_handler);
     EXPECTF(rc == DC_FAIL && has(p) && has(strerror(EFBIG)), "%s", dc_last_error());
     size_t n_after;
-    uint8_t *after = slurp(p, &n_after);
+    uint8_t *after = tu_slurp_required(p, &n_after);
     EXPECT(n_after == n_before && memcmp(before, after, n_before) == 0);
     free(before);
     free(after);
@@ -421,7 +408,7 @@ static void test_list_file(void) {
 /* Flips one byte in the middle of a file (inside the compressed stream of a .gz). */
 static void flip_middle(const char *path) {
     size_t n;
-    uint8_t *p = slurp(path, &n);
+    uint8_t *p = tu_slurp_required(path, &n);
     p[n / 2] ^= 0xff;
     spit(path, p, n);
     free(p);
@@ -581,7 +568,7 @@ static void rewrite_marker(const char *dir, int64_t step) {
     for (int k = 0; k < 2; k++) {
         REQUIRE(dc_ckpt_path(path, sizeof path, dir, kinds[k], step) == DC_OK);
         size_t n;
-        uint8_t *p = slurp(path, &n);
+        uint8_t *p = tu_slurp_required(path, &n);
         size[k] = n;
         crc[k] = (uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)n);
         free(p);
@@ -633,7 +620,7 @@ static void test_checkpoint(void) {
     dc_train_state st;
     REQUIRE(dc_ckpt_path(path, sizeof path, dir, "DONE", 5) == DC_OK);
     size_t n;
-    uint8_t *good = slurp(path, &n);
+    uint8_t *good = tu_slurp_required(path, &n);
 
     /* a marker over 4 KiB, a marker with a NUL byte: not markers; find_latest skips them */
     char *big = malloc(5000);
@@ -666,7 +653,7 @@ static void test_checkpoint(void) {
     EXPECT_ERR(dc_ckpt_load(dir, 5, &fresh.net, &fresh.sgd, NULL, &st, NULL), state, "out of range");
     set_state_meta(dir, 5, "arch", "QQQQ");
     size_t sn;
-    uint8_t *sb = slurp(state, &sn);
+    uint8_t *sb = tu_slurp_required(state, &sn);
     uint8_t *q = memmem(sb, sn, "QQQQ", 4);
     REQUIRE(q != NULL);
     memcpy(q, "\xff\xfe\xfd\xfc", 4);

@@ -90,23 +90,6 @@ static void remove_tree(const char *dir) {
     rmdir(dir);
 }
 
-static uint8_t *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) n = -1;
-    fclose(f);
-    if (n < 0) {
-        free(buf);
-        return NULL;
-    }
-    *len = (size_t)n;
-    return buf;
-}
-
 static void spit(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     REQUIRE(f != NULL);
@@ -236,7 +219,7 @@ static int warnings_contain(const dc_ckpt_warnings *w, const char *a, const char
 /* size and zlib crc32 of a file, computed here independently of checkpoint.c */
 static void file_size_crc(const char *path, uint64_t *size, uint32_t *crc) {
     size_t n = 0;
-    uint8_t *b = slurp(path, &n);
+    uint8_t *b = tu_slurp(path, &n);
     REQUIRE(b != NULL);
     *size = n;
     *crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, (uInt)n);
@@ -351,7 +334,7 @@ static void test_round_trip(void) {
                  " crc32 %08" PRIx32 "\nstate_00000002.safetensors size %" PRIu64 " crc32 %08" PRIx32 "\n",
                  ms, mc, ss, sc);
         size_t n = 0;
-        char *text = (char *)slurp(done, &n);
+        char *text = (char *)tu_slurp(done, &n);
         REQUIRE(text != NULL);
         EXPECTF(n == strlen(expect) && memcmp(text, expect, n) == 0, "marker:\n%.*s\nexpected:\n%s", (int)n,
                 text, expect);
@@ -535,7 +518,7 @@ static void test_resume_bit_identical(void) {
 /* Flips one byte at `offset` (negative: from the end of the header, i.e. inside the JSON). */
 static void flip_byte(const char *path, uint64_t offset) {
     size_t n = 0;
-    uint8_t *b = slurp(path, &n);
+    uint8_t *b = tu_slurp(path, &n);
     REQUIRE(b && offset < n);
     b[offset] ^= 0x01;
     spit(path, b, n);
@@ -549,7 +532,7 @@ static uint64_t tensor_file_offset(const char *path, const char *name) {
     const dc_st_entry *e = dc_st_find(&f, name);
     REQUIRE(e != NULL);
     size_t n = 0;
-    uint8_t *b = slurp(path, &n);
+    uint8_t *b = tu_slurp(path, &n);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | b[i];
     free(b);
@@ -607,7 +590,7 @@ static void test_find_latest(void) {
     /* truncated model file of step 3 -> back to step 2 */
     ckpt_file(path, sizeof path, dir, "model", 3);
     size_t n = 0;
-    uint8_t *orig_model = slurp(path, &n);
+    uint8_t *orig_model = tu_slurp(path, &n);
     REQUIRE(orig_model != NULL);
     REQUIRE(truncate(path, (off_t)(n - 100)) == 0);
     dc_ckpt_warnings_clear(&w);
@@ -639,7 +622,7 @@ static void test_find_latest(void) {
     /* a flipped bit inside the JSON header (a metadata value): every tensor passes, the file CRC does not */
     {
         size_t sn = 0;
-        uint8_t *b = slurp(state3, &sn);
+        uint8_t *b = tu_slurp(state3, &sn);
         REQUIRE(b != NULL);
         const char *needle = "counter-based";
         uint8_t *hit = NULL;
@@ -676,7 +659,7 @@ static void test_find_latest(void) {
     ckpt_file(done3, sizeof done3, dir, "DONE", 3);
     spit(done3, "hello\n", 6);
     ckpt_file(path, sizeof path, dir, "model", 2);
-    uint8_t *orig_model2 = slurp(path, &n);
+    uint8_t *orig_model2 = tu_slurp(path, &n);
     size_t n_model2 = n;
     unlink(path);
     dc_ckpt_warnings_clear(&w);

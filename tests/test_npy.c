@@ -23,23 +23,6 @@
 
 static char tmp_dir[256];
 
-static uint8_t *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) n = -1;
-    fclose(f);
-    if (n < 0) {
-        free(buf);
-        return NULL;
-    }
-    *len = (size_t)n;
-    return buf;
-}
-
 /* Fills data with arange(numel) in the dtype (u1 wraps modulo 256, f32 gets a fraction). */
 static void fill_arange(dc_dtype dtype, void *data, int64_t numel) {
     for (int64_t i = 0; i < numel; i++) switch (dtype) {
@@ -77,7 +60,7 @@ static void test_round_trip(void) {
                 fill_arange(dtypes[k], data, numel);
                 REQUIRE(dc_npy_write(path, dtypes[k], ndim, shape, data) == DC_OK);
                 size_t len;
-                uint8_t *raw = slurp(path, &len);
+                uint8_t *raw = tu_slurp(path, &len);
                 REQUIRE(raw != NULL);
                 EXPECT(len >= nbytes + 64 && (len - nbytes) % 64 == 0); /* data starts 64-byte aligned */
                 free(raw);
@@ -102,7 +85,7 @@ static void test_exact_header(void) {
     int64_t shape[2] = {2, 3};
     REQUIRE(dc_npy_write(path, DC_F32, 2, shape, x) == DC_OK);
     size_t len;
-    uint8_t *raw = slurp(path, &len);
+    uint8_t *raw = tu_slurp(path, &len);
     REQUIRE(raw != NULL);
     const char *dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
     size_t dl = strlen(dict); /* 59: 10 + 59 + 1 = 70 -> padded to 128, so H = 118 */
@@ -119,14 +102,14 @@ static void test_exact_header(void) {
     uint8_t u[5] = {1, 2, 3, 4, 5};
     int64_t s5[1] = {5};
     REQUIRE(dc_npy_write(path, DC_U8, 1, s5, u) == DC_OK);
-    raw = slurp(path, &len);
+    raw = tu_slurp(path, &len);
     REQUIRE(raw != NULL);
     EXPECT(len == 128 + 5 &&
            memcmp(raw + 10, "{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }", 57) == 0);
     free(raw);
     int64_t scalar = -42;
     REQUIRE(dc_npy_write(path, DC_I64, 0, NULL, &scalar) == DC_OK);
-    raw = slurp(path, &len);
+    raw = tu_slurp(path, &len);
     REQUIRE(raw != NULL);
     EXPECT(len == 128 + 8 &&
            memcmp(raw + 10, "{'descr': '<i8', 'fortran_order': False, 'shape': (), }", 55) == 0);
@@ -206,7 +189,7 @@ static void test_bad_input(void) {
     int64_t shape[2] = {3, 2};
     REQUIRE(dc_npy_write(path, DC_I32, 2, shape, v) == DC_OK);
     size_t len;
-    uint8_t *buf = slurp(path, &len);
+    uint8_t *buf = tu_slurp(path, &len);
     REQUIRE(buf != NULL);
     EXPECT(parse_copy(buf, len) == DC_OK);
     int ok = 0;

@@ -33,27 +33,9 @@ static int contains(const char *haystack, const char *needle) {
     return strstr(haystack, needle) != NULL;
 }
 
-/* Reads a whole file into a malloc'd buffer of exactly its size (so ASan catches any overread). */
-static uint8_t *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) n = -1;
-    fclose(f);
-    if (n < 0) {
-        free(buf);
-        return NULL;
-    }
-    *len = (size_t)n;
-    return buf;
-}
-
 static int file_equals(const char *path, const void *data, size_t len) {
     size_t n;
-    uint8_t *buf = slurp(path, &n);
+    uint8_t *buf = tu_slurp(path, &n);
     int eq = buf && n == len && memcmp(buf, data, len) == 0;
     free(buf);
     return eq;
@@ -111,7 +93,7 @@ static void test_atomic_basic(void) {
     for (int i = 0; i < 10000; i++) fprintf(fp, "%d\n", i); /* larger than the stream buffer */
     EXPECT(dc_atomic_commit(&h) == DC_OK);
     size_t n;
-    uint8_t *buf = slurp(path, &n);
+    uint8_t *buf = tu_slurp(path, &n);
     REQUIRE(buf != NULL);
     EXPECT(n == 48890 && memcmp(buf, "0\n1\n2\n", 6) == 0 && memcmp(buf + n - 5, "9999\n", 5) == 0);
     free(buf);
@@ -281,7 +263,7 @@ static void test_round_trip(void) {
         "\"d\":{\"dtype\":\"U8\",\"shape\":[3,1,2,2],\"data_offsets\":[48,60]},"
         "\"e\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[60,60]}}";
     size_t len;
-    uint8_t *buf = slurp(path, &len);
+    uint8_t *buf = tu_slurp(path, &len);
     REQUIRE(buf != NULL && len > 8);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
@@ -469,7 +451,7 @@ static void test_truncation_and_flips(void) {
     snprintf(path, sizeof path, "%s/valid.safetensors", tmp_dir);
     write_rt_file(path);
     size_t len;
-    uint8_t *buf = slurp(path, &len);
+    uint8_t *buf = tu_slurp(path, &len);
     REQUIRE(buf != NULL);
     EXPECT(parse_copy(buf, len) == DC_OK);
     int truncated_ok = 0;

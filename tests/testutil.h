@@ -1,14 +1,35 @@
 /*
  * testutil.h: tiny assertion helpers shared by the test programs (minctest-like).
- * A failed check prints file:line and what differed, and the test exits 1 at the end (or at once for REQUIRE).
+ * A failed check prints file:line and what differed, and the test exits 1 at the end (or at once for
+ * REQUIRE).
  */
 #ifndef DC_TESTUTIL_H
 #define DC_TESTUTIL_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Reads a whole file into a malloc'd buffer of exactly its size (so ASan catches any overread); NULL if it
+ * cannot be read. */
+static inline uint8_t *tu_slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) n = -1;
+    fclose(f);
+    if (n < 0 || !buf) {
+        free(buf);
+        return NULL;
+    }
+    *len = (size_t)n;
+    return buf;
+}
 
 static int tu_failures = 0;
 static int tu_checks = 0;
@@ -18,7 +39,7 @@ static int tu_checks = 0;
         tu_checks++;                                                                                         \
         if (!(cond)) {                                                                                       \
             tu_failures++;                                                                                   \
-            fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);                              \
+            fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond);                               \
         }                                                                                                    \
     } while (0)
 
@@ -27,7 +48,7 @@ static int tu_checks = 0;
         tu_checks++;                                                                                         \
         if (!(cond)) {                                                                                       \
             tu_failures++;                                                                                   \
-            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                              \
+            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                               \
             fprintf(stderr, __VA_ARGS__);                                                                    \
             fputc('\n', stderr);                                                                             \
         }                                                                                                    \
@@ -37,10 +58,18 @@ static int tu_checks = 0;
     do {                                                                                                     \
         tu_checks++;                                                                                         \
         if (!(cond)) {                                                                                       \
-            fprintf(stderr, "%s:%d: REQUIRED: %s\n", __FILE__, __LINE__, #cond);                            \
+            fprintf(stderr, "%s:%d: REQUIRED: %s\n", __FILE__, __LINE__, #cond);                             \
             exit(1);                                                                                         \
         }                                                                                                    \
     } while (0)
+
+/* tu_slurp for files the test itself wrote: stops the test when the file cannot be read. */
+static inline uint8_t *tu_slurp_required(const char *path, size_t *len) {
+    uint8_t *p = tu_slurp(path, len);
+    if (!p) fprintf(stderr, "cannot read %s, which this test wrote\n", path);
+    REQUIRE(p != NULL);
+    return p;
+}
 
 /* max_i |a_i - b_i| / (|b_i| + floor): relative error with an absolute floor for values near zero. */
 static inline double tu_max_rel_err(const float *a, const float *b, long n, double floor_) {
