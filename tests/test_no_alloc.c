@@ -42,7 +42,8 @@ static void train_step(dc_net *net, dc_sgd *opt, const float *x, const int32_t *
 }
 
 static void run_arch(const char *arch, int in_ch, int size, int N) {
-    dc_net_desc d = {.in_channels = in_ch, .num_classes = 10, .image_h = size, .image_w = size, .max_batch = N};
+    dc_net_desc d = {
+        .in_channels = in_ch, .num_classes = 10, .image_h = size, .image_w = size, .max_batch = N};
     snprintf(d.arch, sizeof d.arch, "%s", arch);
     dc_net *net;
     REQUIRE(dc_net_create(&d, &net) == DC_OK);
@@ -69,19 +70,30 @@ static void run_arch(const char *arch, int in_ch, int size, int N) {
     dladdr((void *)&run_arch, &self);
     for (long i = 0; i < n_allocs && i < 4096; i++) {
         Dl_info info;
-        if (!dladdr(callers[i], &info) || !info.dli_fname) other++;
-        else if (!strcmp(info.dli_fname, self.dli_fname)) ours++;
-        else if (strstr(info.dli_fname, "openblas")) blas++;
-        else if (strstr(info.dli_fname, "gomp")) gomp++;
-        else other++;
+        if (!dladdr(callers[i], &info) || !info.dli_fname)
+            other++;
+        else if (!strcmp(info.dli_fname, self.dli_fname))
+            ours++;
+        else if (strstr(info.dli_fname, "openblas"))
+            blas++;
+        else if (strstr(info.dli_fname, "gomp"))
+            gomp++;
+        else
+            other++;
     }
     long faults = ru1.ru_minflt - ru0.ru_minflt;
-    printf("%s: 3 training steps + 1 eval forward: %ld allocations by decouple, %ld by OpenBLAS, %ld by libgomp, "
+    printf("%s: 3 training steps + 1 eval forward: %ld allocations by decouple, %ld by OpenBLAS, %ld by "
+           "libgomp, "
            "%ld other; %ld minor page faults\n",
            arch, ours, blas, gomp, other, faults);
     if (!DC_ALLOC_HOOKS) printf("  (sanitizer build: allocations are not counted)\n");
-    EXPECTF(ours == 0 && other == 0, "%s: %ld allocations from decouple's code, %ld unattributed", arch, ours, other);
-    EXPECTF(faults < 64, "%s: %ld page faults in steady state (fresh memory touched)", arch, faults);
+    EXPECTF(ours == 0 && other == 0, "%s: %ld allocations from decouple's code, %ld unattributed", arch, ours,
+            other);
+    /* under ASan, OpenBLAS's and libgomp's per-GEMM mallocs go through ASan's allocator, whose quarantine
+     * hands out fresh chunks instead of reusing the freed ones: the fault count measures ASan there, not
+     * decouple */
+    if (DC_ALLOC_HOOKS)
+        EXPECTF(faults < 64, "%s: %ld page faults in steady state (fresh memory touched)", arch, faults);
     dc_sgd_free(&opt);
     dc_net_free(net);
     free(x);
