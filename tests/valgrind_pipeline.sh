@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # valgrind_pipeline.sh: a short `decouple run` (stage 1, extraction, every head, evaluation) under valgrind
 # memcheck, on 512 + 128 real Fashion-MNIST-LT images: no invalid read or write, no use of uninitialised
-# values, and no leak that grows with the number of steps (the definitely/indirectly lost bytes of a 4-step and
-# an 8-step run must be equal).
+# values, and no leak that grows with the number of steps (the definitely/indirectly lost blocks of a 4-step and
+# an 8-step run must be equal, their bytes within 64: Open MPI's exit leftovers hold strings of varying length).
 #
-#   bash tests/valgrind_pipeline.sh build/decouple       (about 5-10 minutes; not part of CTest)
+#   bash tests/valgrind_pipeline.sh build/decouple       (about 25 minutes per run here, two runs; not part of CTest)
 set -u
 DC=$(realpath "$1"); SRC=$(cd "$(dirname "$0")/.." && pwd)
 command -v valgrind > /dev/null || { echo "valgrind missing"; exit 77; }
@@ -24,11 +24,16 @@ for steps in 4 8; do
   echo "== $steps steps (exit $rc)"; echo "$summary"
   [ $rc -eq 0 ] || { status=1; grep -A12 "Invalid\|uninitialised" "$T/vg$steps.txt" | head -60; }
   lost[$steps]=$(sed 's/==[0-9]*== *//' "$T/vg$steps.txt" | grep -E "^(definitely|indirectly) lost:" | awk '{gsub(",","",$3); s+=$3} END {print s+0}')
+  blocks[$steps]=$(sed 's/==[0-9]*== *//' "$T/vg$steps.txt" | grep -E "^(definitely|indirectly) lost:" | awk '{gsub(",","",$6); s+=$6} END {print s+0}')
   # leaks whose allocation stack passes through decouple's own functions (dc_*), as opposed to MPI/OpenMP
   ours=$(grep -c "by 0x[0-9A-F]*: dc_" "$T/vg$steps.txt" || true)
   echo "loss-record frames in decouple code: $ours"
   cp "$T/vg$steps.txt" "${VG_KEEP:-/tmp}/valgrind_pipeline_$steps.txt" 2>/dev/null
 done
-if [ "${lost[4]}" != "${lost[8]}" ]; then echo "leak grows with steps: ${lost[4]} vs ${lost[8]} bytes"; status=1; fi
-[ $status -eq 0 ] && echo "PASS: no memcheck errors; lost bytes ${lost[4]} (4 steps) = ${lost[8]} (8 steps)"
+# A leak per step adds blocks with the steps. What Open MPI leaves at exit (all of it under MPI_Init: strings
+# holding paths, PIDs and job ids) may differ by a few bytes between two runs, never by blocks.
+if [ "${blocks[4]}" != "${blocks[8]}" ] || [ $(( ${lost[8]} - ${lost[4]} )) -gt 64 ]; then
+  echo "leak grows with steps: ${lost[4]} bytes in ${blocks[4]} blocks (4 steps) vs ${lost[8]} in ${blocks[8]} (8 steps)"; status=1
+fi
+[ $status -eq 0 ] && echo "PASS: no memcheck errors; lost ${lost[4]} bytes in ${blocks[4]} blocks (4 steps), ${lost[8]} bytes in ${blocks[8]} blocks (8 steps)"
 exit $status
