@@ -695,23 +695,6 @@ static void test_npy_disk_full(void) {
     dc_npy_free(&a);
 }
 
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    char p[1024];
-    for (struct dirent *de; (de = readdir(d)) != NULL;) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dc_test_bad_inputs_XXXXXX");
     REQUIRE(mkdtemp(tmp) != NULL);
@@ -725,6 +708,6 @@ int main(void) {
     test_safetensors();
     test_checkpoint();
     test_npy_disk_full();
-    remove_tree(tmp);
+    tu_remove_tree(tmp);
     return tu_finish("test_bad_inputs");
 }

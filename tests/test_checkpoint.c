@@ -72,24 +72,6 @@ static int count_entries(const char *dir) {
     return n;
 }
 
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static void spit(const char *path, const void *data, size_t len) {
     FILE *f = fopen(path, "wb");
     REQUIRE(f != NULL);
@@ -1028,6 +1010,6 @@ int main(void) {
     test_pruning();
     test_metadata_and_mismatch();
     test_write_failures();
-    remove_tree(tmp_root);
+    tu_remove_tree(tmp_root);
     return tu_finish("test_checkpoint");
 }
