@@ -75,6 +75,16 @@ static void spit(const char *path, const void *data, size_t len) {
     REQUIRE(fclose(f) == 0);
 }
 
+/* A 1-D float tensor named `name` over data[0..n). */
+static dc_tensor f32_vector(const char *name, float *data, int64_t n) {
+    dc_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.dtype = DC_F32, t.ndim = 1, t.shape[0] = n, t.data = data;
+    dc_tensor_set_contiguous(&t);
+    return t;
+}
+
 static void gzip_to(const char *path, const void *data, size_t len) {
     gzFile g = gzopen(path, "wb");
     REQUIRE(g != NULL);
@@ -205,11 +215,7 @@ static void perm_readers(void) {
     EXPECT_ERR(dc_dataset_open(&o, DC_SPLIT_TRAIN, &ds), q, "Permission denied");
 
     float w[6];
-    dc_tensor t;
-    memset(&t, 0, sizeof t);
-    snprintf(t.name, sizeof t.name, "w");
-    t.dtype = DC_F32, t.ndim = 1, t.shape[0] = 6, t.data = w;
-    dc_tensor_set_contiguous(&t);
+    dc_tensor t = f32_vector("w", w, 6);
     snprintf(p, sizeof p, "%s/w.safetensors", perm);
     EXPECT_ERR(dc_safetensors_load(p, &t, 1, 0), p, "Permission denied");
     dc_npy_array a;
@@ -239,11 +245,7 @@ static void perm_writers(void) {
     int64_t shape[1] = {3};
     snprintf(p, sizeof p, "%s/ro/x.npy", perm);
     EXPECT_ERR(dc_npy_write(p, DC_F32, 1, shape, x), p, "Permission denied");
-    dc_tensor t;
-    memset(&t, 0, sizeof t);
-    snprintf(t.name, sizeof t.name, "x");
-    t.dtype = DC_F32, t.ndim = 1, t.shape[0] = 3, t.data = x;
-    dc_tensor_set_contiguous(&t);
+    dc_tensor t = f32_vector("x", x, 3);
     snprintf(p, sizeof p, "%s/ro/x.safetensors", perm);
     EXPECT_ERR(dc_safetensors_write(p, &t, 1, NULL, NULL, 0), p, "Permission denied");
     dc_config cfg;
@@ -279,11 +281,7 @@ static void test_permission_denied(void) {
     snprintf(p, sizeof p, "%s/jpg/b.jpg", perm);
     chmod(p, 0);
     float w[6] = {0};
-    dc_tensor t;
-    memset(&t, 0, sizeof t);
-    snprintf(t.name, sizeof t.name, "w");
-    t.dtype = DC_F32, t.ndim = 1, t.shape[0] = 6, t.data = w;
-    dc_tensor_set_contiguous(&t);
+    dc_tensor t = f32_vector("w", w, 6);
     snprintf(p, sizeof p, "%s/w.safetensors", perm);
     REQUIRE(dc_safetensors_write(p, &t, 1, NULL, NULL, 0) == DC_OK);
     chmod(p, 0);
