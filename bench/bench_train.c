@@ -60,14 +60,13 @@ int main(int argc, char **argv) {
     printf("# OpenBLAS kernel: %s (%s), threads %d\n", openblas_get_corename(), openblas_get_config(),
            threads);
 
+    /* one network per measurement, each sized as a user would build it: training at `batch`, inference
+     * forward-only (rotating activation buffers) at `infer_batch` */
     int max_b = batch > infer_batch ? batch : infer_batch;
     dc_net_desc d = {
-        .in_channels = 3, .num_classes = classes, .image_h = size, .image_w = size, .max_batch = max_b};
+        .in_channels = 3, .num_classes = classes, .image_h = size, .image_w = size, .max_batch = batch};
     snprintf(d.arch, sizeof d.arch, "%s", arch);
-    dc_net *net;
-    DC_CHECK_OK(dc_net_create(&d, &net), "bad architecture");
-    dc_sgd opt;
-    DC_CHECK_OK(dc_sgd_create(&opt, net, 0.1f, 0.9f, 5e-4f, 0.1f, 0.9f, 5e-4f, 0, 0), "");
+    dc_net *net = NULL;
     size_t nx = (size_t)max_b * 3 * size * size;
     float *x = dc_malloc_aligned(nx * sizeof(float));
     int32_t *y = dc_malloc((size_t)max_b * sizeof(int32_t));
@@ -76,10 +75,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nx; i++) x[i] = (float)dc_rng_normal(&r);
     for (int i = 0; i < max_b; i++) y[i] = (int)dc_rng_below(&r, (uint64_t)classes);
     const double lrs[2] = {0.01, 0.01};
-    double flop_train = 3.0 * 2.0 * net->macs_per_image; /* forward + 2x for backward */
 
     if (strcmp(mode, "infer")) {
-        for (int i = 0; i < 3; i++) { /* warm-up */
+        DC_CHECK_OK(dc_net_create(&d, &net), "bad architecture");
+        dc_sgd opt;
+        DC_CHECK_OK(dc_sgd_create(&opt, net, 0.1f, 0.9f, 5e-4f, 0.1f, 0.9f, 5e-4f, 0, 0), "");
+        const double flop_train = 3.0 * 2.0 * net->macs_per_image; /* forward + 2x for backward */
+        for (int i = 0; i < 3; i++) {                              /* warm-up */
             dc_net_zero_grad(net);
             dc_net_forward(net, x, batch, 1);
             dc_softmax_ce(batch, classes, net->logits, y, NULL, 1.0f / batch, dlogits);
@@ -120,10 +122,14 @@ int main(int argc, char **argv) {
             printf("#   %-10s %8.2f ms  %5.1f%%\n", "other", 1e3 * (total - acc - opt_time) / steps,
                    100 * (total - acc - opt_time) / total);
         }
-        net->profile = 0;
         free(t);
+        dc_sgd_free(&opt);
+        dc_net_free(net);
     }
     if (strcmp(mode, "train")) {
+        d.max_batch = infer_batch;
+        d.inference_only = 1;
+        DC_CHECK_OK(dc_net_create(&d, &net), "bad architecture");
         for (int i = 0; i < 2; i++) dc_net_forward(net, x, infer_batch, 0);
         double *t = malloc(sizeof(double) * (size_t)steps);
         for (int s = 0; s < steps; s++) {
@@ -136,9 +142,8 @@ int main(int argc, char **argv) {
                infer_batch, threads, infer_batch / med, 1e3 * med,
                2.0 * net->macs_per_image * infer_batch / med / 1e9);
         free(t);
+        dc_net_free(net);
     }
-    dc_sgd_free(&opt);
-    dc_net_free(net);
     free(x);
     free(y);
     free(dlogits);

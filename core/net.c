@@ -23,6 +23,7 @@
 #include "layout.h"
 #include "rng.h"
 
+#include <assert.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -32,11 +33,12 @@
 const char *const dc_prof_names[DC_PROF_COUNT] = {"conv fwd", "conv bwd", "bn fwd",  "bn bwd",
                                                   "eltwise",  "pool",     "fc+loss", "layout"};
 
-/* ---- architecture table ---------------------------------------------------------------------------------- */
+/* ---- architecture table ----------------------------------------------------------------------------------
+ */
 
 typedef struct {
     const char *name;
-    int cifar;        /* 3x3 stem, 16/32/64 widths, no max-pool */
+    int cifar; /* 3x3 stem, 16/32/64 widths, no max-pool */
     int bottleneck;
     int blocks[4];
     int n_stages;
@@ -65,7 +67,8 @@ static const arch_spec *find_arch(const char *name) {
     return NULL;
 }
 
-/* ---- the two-pass builder -------------------------------------------------------------------------------- */
+/* ---- the two-pass builder --------------------------------------------------------------------------------
+ */
 
 typedef struct {
     dc_net *net;
@@ -76,6 +79,9 @@ typedef struct {
     size_t max_ws;
     double macs;
     float *act_base;
+    /* inference_only: the rotating activation buffers (see take_slot) */
+    size_t slot_floats;
+    float *slot_base;
 } builder;
 
 static float *take_act(builder *b, size_t n) {
@@ -85,6 +91,23 @@ static float *take_act(builder *b, size_t n) {
     return b->assign ? b->act_base + off : NULL;
 }
 
+/* The four buffers a forward-only network rotates through. Within a block (basic or bottleneck) the conv
+ * outputs t[k] go to SLOT_T and the post-ReLU a[k] to SLOT_A, alternately: each conv reads the other slot
+ * than it writes, and t[k] is dead once bn has written a[k]. The shortcut conv runs after the main path
+ * and reuses T/A the same way. Block outputs alternate between SLOT_X0 and SLOT_X1, so a block's input
+ * (the previous output) survives until its residual add. */
+enum { SLOT_X0, SLOT_X1, SLOT_T, SLOT_A, N_SLOTS };
+
+/* An activation of n floats: its own region of the arena for training (backward needs every one), one of
+ * the rotating slots for a forward-only network. */
+static float *take_slot(builder *b, int slot, size_t n) {
+    if (!b->net->desc.inference_only) return take_act(b, n);
+    size_t rounded = (n + 15) & ~(size_t)15;
+    if (rounded > b->slot_floats) b->slot_floats = rounded;
+    if (n > b->max_act) b->max_act = n;
+    return b->assign ? b->slot_base + (size_t)slot * b->slot_floats : NULL;
+}
+
 static void add_tensor(builder *b, const char *name, dc_tensor_kind kind, dc_dtype dtype, int ndim,
                        const int64_t *shape, int no_decay, void **data_out, void **grad_out) {
     int64_t numel = 1;
@@ -92,11 +115,13 @@ static void add_tensor(builder *b, const char *name, dc_tensor_kind kind, dc_dty
     void *data = NULL, *grad = NULL;
     if (b->assign) {
         dc_net *net = b->net;
-        if (dtype == DC_I64) data = net->counters + b->n_counters;
+        if (dtype == DC_I64)
+            data = net->counters + b->n_counters;
         else if (kind == DC_KIND_PARAM) {
             data = net->params + b->n_params;
             grad = net->grads + b->n_params;
-        } else data = net->buffers + b->n_buffers;
+        } else
+            data = net->buffers + b->n_buffers;
         dc_tensor *t = &net->tensors[b->n_tensors];
         memset(t, 0, sizeof *t);
         snprintf(t->name, sizeof t->name, "%s", name);
@@ -109,9 +134,12 @@ static void add_tensor(builder *b, const char *name, dc_tensor_kind kind, dc_dty
         t->kind = kind;
         t->no_decay = no_decay;
     }
-    if (dtype == DC_I64) b->n_counters += (int)numel;
-    else if (kind == DC_KIND_PARAM) b->n_params += (size_t)numel;
-    else b->n_buffers += (size_t)numel;
+    if (dtype == DC_I64)
+        b->n_counters += (int)numel;
+    else if (kind == DC_KIND_PARAM)
+        b->n_params += (size_t)numel;
+    else
+        b->n_buffers += (size_t)numel;
     b->n_tensors++;
     if (data_out) *data_out = data;
     if (grad_out) *grad_out = grad;
@@ -182,16 +210,17 @@ static int build(builder *b, const arch_spec *a) {
     W = net->stem_conv.shape.W_out;
     net->stem_h = H;
     net->stem_w = W;
-    net->stem_t = take_act(b, (size_t)C * N * H * W);
-    net->stem_a = take_act(b, (size_t)C * N * H * W);
     net->has_maxpool = !a->cifar;
+    net->stem_t = take_slot(b, SLOT_T, (size_t)C * N * H * W);
+    net->stem_a = take_slot(b, net->has_maxpool ? SLOT_A : SLOT_X0, (size_t)C * N * H * W);
     if (net->has_maxpool) {
         int OH = (H + 2 - 3) / 2 + 1, OW = (W + 2 - 3) / 2 + 1;
-        if (H < 1 || W < 1 || OH < 1 || OW < 1) return DC_ERR("input %dx%d too small for the max-pool", d->image_h, d->image_w);
-        net->pool_out = take_act(b, (size_t)C * N * OH * OW);
-        size_t off = b->n_acts; /* int32 argmax stored in the activation arena (same size as float) */
-        b->n_acts += ((size_t)C * N * OH * OW + 15) & ~(size_t)15;
-        net->pool_argmax = b->assign ? (int32_t *)(b->act_base + off) : NULL;
+        if (H < 1 || W < 1 || OH < 1 || OW < 1)
+            return DC_ERR("input %dx%d too small for the max-pool", d->image_h, d->image_w);
+        net->pool_out = take_slot(b, SLOT_X0, (size_t)C * N * OH * OW);
+        /* int32 argmax, the size of a float activation; a forward-only net puts it in SLOT_T (stem_t is dead
+         * once bn1 has run) */
+        net->pool_argmax = (int32_t *)take_slot(b, SLOT_T, (size_t)C * N * OH * OW);
         H = OH;
         W = OW;
     } else {
@@ -230,11 +259,11 @@ static int build(builder *b, const arch_spec *a) {
                 DC_TRY(add_conv(b, &blk->conv[2], name, width, C_out, 1, 1, 0, 1, OH, OW));
                 snprintf(name, sizeof name, "layer%d.%d.bn3", s + 1, k);
                 add_bn(b, &blk->bn[2], name, C_out);
-                blk->t[0] = take_act(b, (size_t)width * N * H * W);
-                blk->a[0] = take_act(b, (size_t)width * N * H * W);
-                blk->t[1] = take_act(b, (size_t)width * N * OH * OW);
-                blk->a[1] = take_act(b, (size_t)width * N * OH * OW);
-                blk->t[2] = take_act(b, (size_t)C_out * N * OH * OW);
+                blk->t[0] = take_slot(b, SLOT_T, (size_t)width * N * H * W);
+                blk->a[0] = take_slot(b, SLOT_A, (size_t)width * N * H * W);
+                blk->t[1] = take_slot(b, SLOT_T, (size_t)width * N * OH * OW);
+                blk->a[1] = take_slot(b, SLOT_A, (size_t)width * N * OH * OW);
+                blk->t[2] = take_slot(b, SLOT_T, (size_t)C_out * N * OH * OW);
                 blk->H_out = OH;
                 blk->W_out = OW;
             } else {
@@ -247,9 +276,9 @@ static int build(builder *b, const arch_spec *a) {
                 DC_TRY(add_conv(b, &blk->conv[1], name, planes, planes, 3, 1, 1, 1, OH, OW));
                 snprintf(name, sizeof name, "layer%d.%d.bn2", s + 1, k);
                 add_bn(b, &blk->bn[1], name, planes);
-                blk->t[0] = take_act(b, (size_t)planes * N * OH * OW);
-                blk->a[0] = take_act(b, (size_t)planes * N * OH * OW);
-                blk->t[1] = take_act(b, (size_t)planes * N * OH * OW);
+                blk->t[0] = take_slot(b, SLOT_T, (size_t)planes * N * OH * OW);
+                blk->a[0] = take_slot(b, SLOT_A, (size_t)planes * N * OH * OW);
+                blk->t[1] = take_slot(b, SLOT_T, (size_t)planes * N * OH * OW);
                 blk->H_out = OH;
                 blk->W_out = OW;
             }
@@ -259,10 +288,11 @@ static int build(builder *b, const arch_spec *a) {
                 DC_TRY(add_conv(b, &blk->ds_conv, name, C, C_out, 1, stride, 0, 1, H, W));
                 snprintf(name, sizeof name, "layer%d.%d.downsample.1", s + 1, k);
                 add_bn(b, &blk->ds_bn, name, C_out);
-                blk->ds_t = take_act(b, (size_t)C_out * N * blk->H_out * blk->W_out);
-                blk->ds_y = take_act(b, (size_t)C_out * N * blk->H_out * blk->W_out);
+                blk->ds_t = take_slot(b, SLOT_T, (size_t)C_out * N * blk->H_out * blk->W_out);
+                blk->ds_y = take_slot(b, SLOT_A, (size_t)C_out * N * blk->H_out * blk->W_out);
             }
-            blk->out = take_act(b, (size_t)C_out * N * blk->H_out * blk->W_out);
+            /* block 0 reads pool_out (SLOT_X0) */
+            blk->out = take_slot(b, bi % 2 ? SLOT_X0 : SLOT_X1, (size_t)C_out * N * blk->H_out * blk->W_out);
             C = C_out;
             H = blk->H_out;
             W = blk->W_out;
@@ -324,33 +354,41 @@ int dc_net_create(const dc_net_desc *desc, dc_net **out) {
     net->max_act = max_act;
     net->macs_per_image = plan.macs;
 
+    const int train = !desc->inference_only;
     net->params = dc_malloc_aligned(plan.n_params * sizeof(float));
-    net->grads = dc_malloc_aligned(plan.n_params * sizeof(float));
+    net->grads = train ? dc_malloc_aligned(plan.n_params * sizeof(float)) : NULL;
     net->buffers = dc_malloc_aligned((plan.n_buffers ? plan.n_buffers : 1) * sizeof(float));
     net->counters = dc_calloc((size_t)plan.n_counters + 1, sizeof(int64_t));
     net->tensors = dc_calloc((size_t)plan.n_tensors, sizeof(dc_tensor));
     net->blocks = dc_calloc((size_t)plan.n_blocks + 1, sizeof(dc_block));
-    float *acts = dc_malloc_aligned(plan.n_acts * sizeof(float));
-    for (int i = 0; i < 5; i++) net->scratch[i] = dc_malloc_aligned(max_act * sizeof(float));
+    /* the arena: x_in, the saved BN statistics and the per-activation regions (training), then the rotating
+     * slots (forward-only; slot_floats is 0 for training) */
+    float *acts = dc_malloc_aligned((plan.n_acts + N_SLOTS * plan.slot_floats) * sizeof(float));
+    if (train)
+        for (int i = 0; i < 5; i++) net->scratch[i] = dc_malloc_aligned(max_act * sizeof(float));
     net->conv_ws = dc_malloc_aligned((plan.max_ws ? plan.max_ws : 1) * sizeof(float));
     int max_c = 2048;
     net->bn_scratch = dc_calloc((size_t)4 * max_c + 64, sizeof(double));
-    int ok = net->params && net->grads && net->buffers && net->counters && net->tensors && net->blocks && acts &&
-             net->conv_ws && net->bn_scratch;
-    for (int i = 0; i < 5; i++) ok = ok && net->scratch[i];
+    int ok = net->params && (net->grads || !train) && net->buffers && net->counters && net->tensors &&
+             net->blocks && acts && net->conv_ws && net->bn_scratch;
+    for (int i = 0; i < 5; i++) ok = ok && (net->scratch[i] || !train);
     if (!ok) {
         free(acts);
         dc_net_free(net);
         return DC_ERR("out of memory building %s for batch %d", desc->arch, desc->max_batch);
     }
-    builder real = {.net = net, .assign = 1, .act_base = acts};
+    builder real = {.net = net,
+                    .assign = 1,
+                    .act_base = acts,
+                    .slot_floats = plan.slot_floats,
+                    .slot_base = acts + plan.n_acts};
     if (build(&real, a) != DC_OK) { /* cannot fail after the planning pass succeeded; kept for safety */
         net->x_in = acts;
         dc_net_free(net);
         return DC_FAIL;
     }
     /* the activation arena begins with x_in (the first take_act): dc_net_free releases it there */
-    memset(net->grads, 0, net->n_params * sizeof(float));
+    if (net->grads) memset(net->grads, 0, net->n_params * sizeof(float));
     /* Link block inputs. */
     const float *prev = net->pool_out;
     for (int i = 0; i < net->n_blocks; i++) {
@@ -377,7 +415,8 @@ void dc_net_free(dc_net *net) {
     free(net);
 }
 
-/* ---- initialisation -------------------------------------------------------------------------------------- */
+/* ---- initialisation --------------------------------------------------------------------------------------
+ */
 
 static int is_suffix(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -385,8 +424,8 @@ static int is_suffix(const char *s, const char *suffix) {
 }
 
 static void init_linear(dc_net *net, uint64_t seed, int tensor_index_w) {
-    /* PyTorch nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) on W gives U(-1/sqrt(fan_in), +); the bias
-     * is U(-1/sqrt(fan_in), 1/sqrt(fan_in)) too. */
+    /* PyTorch nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) on W gives U(-1/sqrt(fan_in), +); the
+     * bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in)) too. */
     int D = net->feat_dim, K = net->desc.num_classes;
     double bound = 1.0 / sqrt((double)D);
     dc_rng rw = dc_rng_make(dc_rng_key(seed, DC_RNG_INIT, (uint64_t)tensor_index_w, 0));
@@ -426,7 +465,7 @@ void dc_net_init_fc(dc_net *net, uint64_t seed) {
 }
 
 void dc_net_zero_grad(dc_net *net) {
-    memset(net->grads, 0, net->n_params * sizeof(float));
+    if (net->grads) memset(net->grads, 0, net->n_params * sizeof(float));
 }
 
 dc_tensor *dc_net_find(dc_net *net, const char *name) {
@@ -435,12 +474,13 @@ dc_tensor *dc_net_find(dc_net *net, const char *name) {
     return NULL;
 }
 
-/* ---- forward --------------------------------------------------------------------------------------------- */
+/* ---- forward ---------------------------------------------------------------------------------------------
+ */
 
 #define PROF_BEGIN(net) double prof_t0_ = (net)->profile ? omp_get_wtime() : 0
 #define PROF_END(net, slot)                                                                                  \
     do {                                                                                                     \
-        if ((net)->profile) (net)->prof_seconds[slot] += omp_get_wtime() - prof_t0_;                        \
+        if ((net)->profile) (net)->prof_seconds[slot] += omp_get_wtime() - prof_t0_;                         \
     } while (0)
 
 static void conv_fwd(dc_net *net, const dc_conv_layer *L, int N, const float *x, float *y) {
@@ -464,7 +504,8 @@ static void bn_fwd(dc_net *net, dc_bn_layer *L, int64_t M, const float *x, float
                             net->bn_scratch);
         (*L->num_batches_tracked)++;
     } else {
-        dc_bn_forward_eval(L->C, M, x, L->gamma, L->beta, L->running_mean, L->running_var, net->bn_eps, relu, y);
+        dc_bn_forward_eval(L->C, M, x, L->gamma, L->beta, L->running_mean, L->running_var, net->bn_eps, relu,
+                           y);
     }
     PROF_END(net, DC_PROF_BN_FWD);
 }
@@ -533,7 +574,8 @@ void dc_net_forward(dc_net *net, const float *x, int N, int train) {
     }
 }
 
-/* ---- backward -------------------------------------------------------------------------------------------- */
+/* ---- backward --------------------------------------------------------------------------------------------
+ */
 
 /* g: dL/d(out), destroyed. dx: receives dL/d(x). s0..s2: scratch, each max_act floats. */
 static void block_backward(dc_net *net, dc_block *b, int N, float *g, float *dx, float *s0, float *s1,
@@ -577,6 +619,7 @@ static void block_backward(dc_net *net, dc_block *b, int N, float *g, float *dx,
 
 void dc_net_backward(dc_net *net, const float *dlogits, int N, int backbone_frozen) {
     const dc_net_desc *d = &net->desc;
+    assert(!d->inference_only && "dc_net_backward on a network built with inference_only");
     {
         PROF_BEGIN(net);
         dc_linear_backward(N, net->feat_dim, d->num_classes, net->feat, net->fc_w, dlogits,
@@ -616,12 +659,13 @@ void dc_net_backward(dc_net *net, const float *dlogits, int N, int backbone_froz
     if (net->grad_ready) net->grad_ready(net->grad_ready_ctx, 0);
 }
 
-/* ---- summary --------------------------------------------------------------------------------------------- */
+/* ---- summary ---------------------------------------------------------------------------------------------
+ */
 
 static void print_conv(const char *name, const dc_conv_layer *L, int N) {
     const dc_conv_shape *s = &L->shape;
-    printf("  %-26s %4d -> %4d  %dx%d/%d g%-2d  %4dx%-4d -> %4dx%-4d  %8.2f MMAC/img\n", name, s->C_in, s->C_out,
-           s->KH, s->KW, s->stride, s->groups, s->H_in, s->W_in, s->H_out, s->W_out,
+    printf("  %-26s %4d -> %4d  %dx%d/%d g%-2d  %4dx%-4d -> %4dx%-4d  %8.2f MMAC/img\n", name, s->C_in,
+           s->C_out, s->KH, s->KW, s->stride, s->groups, s->H_in, s->W_in, s->H_out, s->W_out,
            dc_conv_macs(s, N) / 1e6);
 }
 

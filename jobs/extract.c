@@ -44,18 +44,23 @@ int cmd_extract(int argc, char **argv) {
                      : !strcmp(split_name, "val") ? DC_SPLIT_VAL
                                                   : DC_SPLIT_TEST;
     char weights[DC_PATH_MAX + 32], out_dir[DC_PATH_MAX + 32];
-    if (job.args.weights) snprintf(weights, sizeof weights, "%s", job.args.weights);
-    else snprintf(weights, sizeof weights, "%s/final.safetensors", opt->log_dir);
-    if (job.args.out_dir) snprintf(out_dir, sizeof out_dir, "%s", job.args.out_dir);
-    else snprintf(out_dir, sizeof out_dir, "%s/features", opt->log_dir);
+    if (job.args.weights)
+        snprintf(weights, sizeof weights, "%s", job.args.weights);
+    else
+        snprintf(weights, sizeof weights, "%s/final.safetensors", opt->log_dir);
+    if (job.args.out_dir)
+        snprintf(out_dir, sizeof out_dir, "%s", job.args.out_dir);
+    else
+        snprintf(out_dir, sizeof out_dir, "%s/features", opt->log_dir);
     if (strlen(weights) >= DC_PATH_MAX) dc_fatal("--weights path too long: %s", weights);
     memcpy(cfg->init_weights, weights, strlen(weights) + 1);
 
     dc_dataset *ds = NULL;
-    DC_CHECK_OK(dc_dataset_open(opt, split, &ds), "check training_opt.dataset, data_root and the split lists");
+    DC_CHECK_OK(dc_dataset_open(opt, split, &ds),
+                "check training_opt.dataset, data_root and the split lists");
     const int C = dc_dataset_num_classes(ds), S = dc_dataset_image_size(ds), Cin = dc_dataset_channels(ds);
     const int max_batch = opt->batch_size;
-    dc_net *net = dc_job_build_net(&job, max_batch, S, Cin, C);
+    dc_net *net = dc_job_build_net(&job, max_batch, S, Cin, C, 1);
     const int D = net->feat_dim;
 
     const int64_t N = dc_dataset_size(ds);

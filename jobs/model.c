@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-dc_net *dc_job_build_net(dc_job *job, int max_batch, int image_size, int in_channels, int num_classes) {
+dc_net *dc_job_build_net(dc_job *job, int max_batch, int image_size, int in_channels, int num_classes,
+                         int inference_only) {
     const dc_config *cfg = &job->cfg;
     dc_net_desc d = {0};
     snprintf(d.arch, sizeof d.arch, "%s", cfg->feat_model.arch);
@@ -18,8 +19,10 @@ dc_net *dc_job_build_net(dc_job *job, int max_batch, int image_size, int in_chan
     d.num_classes = num_classes;
     d.image_h = d.image_w = image_size;
     d.max_batch = max_batch;
+    d.inference_only = inference_only;
     dc_net *net = NULL;
-    DC_CHECK_OK(dc_net_create(&d, &net), "check networks.feat_model and training_opt.image_size in the config");
+    DC_CHECK_OK(dc_net_create(&d, &net),
+                "check networks.feat_model and training_opt.image_size in the config");
     dc_net_init(net, cfg->training_opt.seed);
     int failed = 0;
     char msg[2048] = "";
@@ -30,7 +33,8 @@ dc_net *dc_job_build_net(dc_job *job, int max_batch, int image_size, int in_chan
         }
     }
     if (dc_comm_any(&job->comm, failed)) {
-        if (job->comm.rank == 0) dc_fatal_at(__FILE__, __LINE__, "the file must hold this architecture's state_dict", "%s", msg);
+        if (job->comm.rank == 0)
+            dc_fatal_at(__FILE__, __LINE__, "the file must hold this architecture's state_dict", "%s", msg);
         dc_comm_barrier(&job->comm);
     }
     dc_job_broadcast_model(job, net);
@@ -71,7 +75,8 @@ void dc_job_evaluate(dc_job *job, dc_net *net, dc_dataset *ds, int max_batch, fl
     int64_t total = 0;
     for (int c = 0; c < m->num_classes; c++) total += m->count[c];
     if (total != N)
-        dc_fatal("sharded evaluation counted %lld samples, the dataset has %lld", (long long)total, (long long)N);
+        dc_fatal("sharded evaluation counted %lld samples, the dataset has %lld", (long long)total,
+                 (long long)N);
 }
 
 int dc_job_save_weights(dc_job *job, dc_net *net, const char *path) {

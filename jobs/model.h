@@ -11,8 +11,10 @@
 #include "job.h"
 
 /* Builds the network of cfg for batches of up to max_batch images, initialised from the seed (or from
- * cfg.init_weights when set), and makes every rank hold rank 0's copy. Collective. */
-dc_net *dc_job_build_net(dc_job *job, int max_batch, int image_size, int in_channels, int num_classes);
+ * cfg.init_weights when set), and makes every rank hold rank 0's copy. inference_only: forward-only
+ * (features, evaluation; see dc_net_desc). Collective. */
+dc_net *dc_job_build_net(dc_job *job, int max_batch, int image_size, int in_channels, int num_classes,
+                         int inference_only);
 
 /* Broadcasts parameters, BN buffers and counters from rank 0. Collective. */
 void dc_job_broadcast_model(dc_job *job, dc_net *net);

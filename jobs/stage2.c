@@ -1,20 +1,18 @@
 /*
  * stage2.c: the decoupled classifier stage and the evaluation, on every rank.
  *
- *   1. features   each rank extracts its contiguous shard of train (plain: eval transforms), val and test with
- *                 the frozen backbone in eval mode (BN running statistics averaged over ranks beforehand)
+ *   1. features   each rank extracts its contiguous shard of train (plain: eval transforms), val and test
+ * with the frozen backbone in eval mode (BN running statistics averaged over ranks beforehand)
  *   2. heads      joint      the stage-1 fc
  *                 NCM        class sums of transformed features, MPI-reduced in double, fitted on rank 0
- *                 tau-norm   W / ||W||^tau, tau swept on val (counters reduced over ranks), chosen by val macro
- *                 logit adj. z - tau log pi, swept and chosen like tau-norm
- *                 cRT        re-initialised fc trained with class-balanced batches
- *                 LWS        per-class scales on the frozen fc, class-balanced batches
- *                 cRT / LWS default: rank 0 trains over the gathered train features (row-datatype gather, no
- *                 int overflow at iNat scale). stage2.distributed or stage2.features=reextract: every rank
- *                 trains on its share of each global batch, features computed by the backbone on the fly
- *                 (eval transforms + eval BN = the cached features; reextract = training augmentation + BN in
- *                 training mode, the reference's protocol), head gradients summed with MPI_Allreduce.
- *                 Every head is broadcast from rank 0, so all ranks hold bit-identical heads.
+ *                 tau-norm   W / ||W||^tau, tau swept on val (counters reduced over ranks), chosen by val
+ * macro logit adj. z - tau log pi, swept and chosen like tau-norm cRT        re-initialised fc trained with
+ * class-balanced batches LWS        per-class scales on the frozen fc, class-balanced batches cRT / LWS
+ * default: rank 0 trains over the gathered train features (row-datatype gather, no int overflow at iNat
+ * scale). stage2.distributed or stage2.features=reextract: every rank trains on its share of each global
+ * batch, features computed by the backbone on the fly (eval transforms + eval BN = the cached features;
+ * reextract = training augmentation + BN in training mode, the reference's protocol), head gradients summed
+ * with MPI_Allreduce. Every head is broadcast from rank 0, so all ranks hold bit-identical heads.
  *   3. evaluation each rank scores its test shard with every head; per-class counters are summed to rank 0,
  *                 which checks the total, prints the table and writes results.json, heads.safetensors and
  *                 the SVG pictures.
@@ -41,7 +39,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- features of one split: this rank's contiguous shard ------------------------------------------------- */
+/* ---- features of one split: this rank's contiguous shard -------------------------------------------------
+ */
 
 typedef struct {
     const char *name;
@@ -64,7 +63,8 @@ static void extract_split(dc_job *job, dc_net *net, split_features *s, int max_b
     for (int64_t i = s->begin; i < s->end; i += max_batch) {
         int n = (int)(s->end - i < max_batch ? s->end - i : max_batch);
         for (int k = 0; k < n; k++) idx[k] = i + k;
-        DC_CHECK_OK(dc_dataset_get_batch(s->ds, idx, n, 0, job->cfg.training_opt.seed, 0, xbuf, s->y + (i - s->begin)),
+        DC_CHECK_OK(dc_dataset_get_batch(s->ds, idx, n, 0, job->cfg.training_opt.seed, 0, xbuf,
+                                         s->y + (i - s->begin)),
                     "fix or remove the file, or set training_opt.skip_bad_images: true");
         dc_net_forward(net, xbuf, n, 0);
         memcpy(s->X + (size_t)(i - s->begin) * D, net->feat, (size_t)n * D * sizeof(float));
@@ -79,7 +79,8 @@ static void free_split(split_features *s) {
     s->y = NULL;
 }
 
-/* ---- evaluation of one head on a sharded split ------------------------------------------------------------ */
+/* ---- evaluation of one head on a sharded split ------------------------------------------------------------
+ */
 
 static void evaluate_head(dc_job *job, const dc_head *h, const split_features *s, float *logits, int chunk,
                           dc_metrics *m) {
@@ -94,11 +95,12 @@ static void evaluate_head(dc_job *job, const dc_head *h, const split_features *s
     int64_t total = 0;
     for (int c = 0; c < m->num_classes; c++) total += m->count[c];
     if (total != s->N)
-        dc_fatal("sharded evaluation of %s counted %lld samples, the split has %lld", s->name, (long long)total,
-                 (long long)s->N);
+        dc_fatal("sharded evaluation of %s counted %lld samples, the split has %lld", s->name,
+                 (long long)total, (long long)s->N);
 }
 
-/* ---- broadcasting a head from rank 0 ---------------------------------------------------------------------- */
+/* ---- broadcasting a head from rank 0 ----------------------------------------------------------------------
+ */
 
 /* Every rank must hold the same head: compare a CRC of the slab (min and max over ranks agree). */
 static void check_head_identical(dc_job *job, const dc_head *h, const char *what) {
@@ -125,7 +127,8 @@ static void broadcast_head(dc_job *job, dc_head *h) {
     check_head_identical(job, h, dc_head_kind_name(h->kind));
 }
 
-/* ---- cRT / LWS training ----------------------------------------------------------------------------------- */
+/* ---- cRT / LWS training -----------------------------------------------------------------------------------
+ */
 
 typedef struct {
     dc_job *job;
@@ -139,8 +142,8 @@ typedef struct {
 /* dc_feature_source: this rank's share of a global batch through the frozen backbone. */
 static int backbone_features(void *ctx, const int64_t *idx, int n, int epoch, float *X_out) {
     backbone_source *b = ctx;
-    if (dc_dataset_get_batch(b->train, idx, n, b->augment, b->job->cfg.training_opt.seed, epoch, b->xbuf, b->ybuf) !=
-        DC_OK)
+    if (dc_dataset_get_batch(b->train, idx, n, b->augment, b->job->cfg.training_opt.seed, epoch, b->xbuf,
+                             b->ybuf) != DC_OK)
         return DC_FAIL;
     dc_net_forward(b->net, b->xbuf, n, b->bn_train);
     memcpy(X_out, b->net->feat, (size_t)n * b->net->feat_dim * sizeof(float));
@@ -162,8 +165,8 @@ static void on_head_epoch(void *ctx, int epoch, double mean_loss, double lr) {
 }
 
 static void train_head(dc_job *job, dc_head *h, const char *what, const dc_head_train_cfg *tc,
-                       const split_features *train, const int64_t *train_counts, const float *X_all, int use_source,
-                       backbone_source *src) {
+                       const split_features *train, const int64_t *train_counts, const float *X_all,
+                       int use_source, backbone_source *src) {
     const dc_config *cfg = &job->cfg;
     dc_head_train_opts o;
     dc_head_train_defaults(&o);
@@ -192,7 +195,8 @@ static void train_head(dc_job *job, dc_head *h, const char *what, const dc_head_
     o.on_epoch = on_head_epoch;
     o.hook_ctx = &log;
     if (o.batch_size % job->comm.world != 0)
-        dc_fatal("stage 2: the %s batch %d is not divisible by the %d ranks", what, o.batch_size, job->comm.world);
+        dc_fatal("stage 2: the %s batch %d is not divisible by the %d ranks", what, o.batch_size,
+                 job->comm.world);
     double t0 = omp_get_wtime();
     int failed = 0;
     if (use_source) {
@@ -210,7 +214,8 @@ static void train_head(dc_job *job, dc_head *h, const char *what, const dc_head_
         if (dc_comm_any(&job->comm, failed)) dc_fatal("stage 2: training %s failed", what);
     } else {
         /* rank 0 over the gathered features */
-        if (job->comm.rank == 0 && dc_head_train(h, &o, X_all, dc_dataset_labels(train->ds), train->N) != DC_OK) {
+        if (job->comm.rank == 0 &&
+            dc_head_train(h, &o, X_all, dc_dataset_labels(train->ds), train->N) != DC_OK) {
             dc_log("error: %s: %s", what, dc_last_error());
             failed = 1;
         }
@@ -222,7 +227,8 @@ static void train_head(dc_job *job, dc_head *h, const char *what, const dc_head_
     free(offset);
 }
 
-/* ---- results ---------------------------------------------------------------------------------------------- */
+/* ---- results ----------------------------------------------------------------------------------------------
+ */
 
 #define MAX_HEADS 8
 
@@ -235,7 +241,8 @@ typedef struct head_result_s {
     double tau;        /* tau-norm / logit adjustment: the chosen tau */
 } head_result;
 
-static void evaluate_into(dc_job *job, head_result *r, const split_features *te, const int64_t *counts, int C) {
+static void evaluate_into(dc_job *job, head_result *r, const split_features *te, const int64_t *counts,
+                          int C) {
     dc_metrics m;
     DC_CHECK_OK(dc_metrics_init(&m, C), "out of memory");
     const int chunk = 1024;
@@ -267,8 +274,9 @@ static void json_summary(dc_json_writer *w, const char *key, const dc_metrics_su
     dc_json_object_end(w);
 }
 
-static int write_results_json(dc_job *job, const char *path, head_result *hr, int n_heads, const int64_t *counts,
-                              int C, dc_tau_sweep *sweeps[2], const dc_stage2_info *info) {
+static int write_results_json(dc_job *job, const char *path, head_result *hr, int n_heads,
+                              const int64_t *counts, int C, dc_tau_sweep *sweeps[2],
+                              const dc_stage2_info *info) {
     dc_atomic_file af;
     FILE *fp = dc_atomic_open(path, &af);
     if (!fp) return DC_FAIL;
@@ -282,7 +290,8 @@ static int write_results_json(dc_job *job, const char *path, head_result *hr, in
     dc_json_key(&w, "seed");
     dc_json_uint(&w, job->cfg.training_opt.seed);
     dc_json_kv_int(&w, "world_size", job->comm.world);
-    dc_json_kv_string(&w, "stage2_features", job->cfg.stage2.features == DC_FEATURES_CACHED ? "cached" : "reextract");
+    dc_json_kv_string(&w, "stage2_features",
+                      job->cfg.stage2.features == DC_FEATURES_CACHED ? "cached" : "reextract");
     dc_json_kv_string(&w, "tau_chosen_on", info->tau_split);
     dc_json_kv_double(&w, "stage1_seconds", info->stage1_seconds);
     dc_json_kv_double(&w, "stage2_seconds", info->stage2_seconds);
@@ -334,24 +343,30 @@ static int write_results_json(dc_job *job, const char *path, head_result *hr, in
 }
 
 static void print_table(dc_job *job, head_result *hr, int n_heads) {
-    dc_job_print(job, "\n%-14s %8s %8s %8s %8s %8s %9s %8s\n", "head", "many", "medium", "few", "all", "macro",
-                 "tail-half", "top-5");
+    dc_job_print(job, "\n%-14s %8s %8s %8s %8s %8s %9s %8s\n", "head", "many", "medium", "few", "all",
+                 "macro", "tail-half", "top-5");
     for (int i = 0; i < n_heads; i++) {
         const dc_metrics_summary *s = &hr[i].test;
         char name[32];
         if (!strcmp(hr[i].name, "tau_norm") || !strcmp(hr[i].name, "logit_adj"))
             snprintf(name, sizeof name, "%s(%.1f)", hr[i].name, hr[i].tau);
-        else snprintf(name, sizeof name, "%s", hr[i].name);
-        dc_job_print(job, "%-14s %8.2f %8.2f %8.2f %8.2f %8.2f %9.2f %8.2f\n", name, 100 * s->many, 100 * s->medium,
-                     100 * s->few, 100 * s->top1, 100 * s->macro_top1, 100 * s->tail_half, 100 * s->top5);
+        else
+            snprintf(name, sizeof name, "%s", hr[i].name);
+        dc_job_print(job, "%-14s %8.2f %8.2f %8.2f %8.2f %8.2f %9.2f %8.2f\n", name, 100 * s->many,
+                     100 * s->medium, 100 * s->few, 100 * s->top1, 100 * s->macro_top1, 100 * s->tail_half,
+                     100 * s->top5);
     }
     const dc_metrics_summary *s = &hr[0].test;
-    dc_job_print(job, "(test top-1 %%; classes: many %d (> 100 train images), medium %d (20-100), few %d (< 20)%s; "
-                      "tail-half: macro over the half of the classes with the fewest training images)\n\n", s->n_many, s->n_medium, s->n_few,
-                 (s->n_many && s->n_medium && s->n_few) ? "" : "; an empty group prints nan");
+    dc_job_print(
+        job,
+        "(test top-1 %%; classes: many %d (> 100 train images), medium %d (20-100), few %d (< 20)%s; "
+        "tail-half: macro over the half of the classes with the fewest training images)\n\n",
+        s->n_many, s->n_medium, s->n_few,
+        (s->n_many && s->n_medium && s->n_few) ? "" : "; an empty group prints nan");
 }
 
-static int save_npy_split(const char *dir, const char *name, const float *X, const int32_t *y, int64_t N, int D) {
+static int save_npy_split(const char *dir, const char *name, const float *X, const int32_t *y, int64_t N,
+                          int D) {
     char path[DC_PATH_MAX * 2];
     int64_t xs[2] = {N, D}, ys[1] = {N};
     snprintf(path, sizeof path, "%s/%s_features.npy", dir, name);
@@ -360,7 +375,8 @@ static int save_npy_split(const char *dir, const char *name, const float *X, con
     return dc_npy_write(path, DC_I32, 1, ys, y);
 }
 
-/* ---- the stage -------------------------------------------------------------------------------------------- */
+/* ---- the stage --------------------------------------------------------------------------------------------
+ */
 
 int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
     const dc_config *cfg = &job->cfg;
@@ -373,7 +389,8 @@ int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
     dc_dataset *train_ds = NULL, *val_ds = NULL, *test_ds = NULL;
     DC_CHECK_OK(dc_dataset_open(opt, DC_SPLIT_TRAIN, &train_ds), "check training_opt.dataset and data_root");
     if (dc_dataset_has_split(opt, DC_SPLIT_VAL))
-        DC_CHECK_OK(dc_dataset_open(opt, DC_SPLIT_VAL, &val_ds), "check training_opt.val_list / val_per_class");
+        DC_CHECK_OK(dc_dataset_open(opt, DC_SPLIT_VAL, &val_ds),
+                    "check training_opt.val_list / val_per_class");
     DC_CHECK_OK(dc_dataset_open(opt, DC_SPLIT_TEST, &test_ds), "check training_opt.test_list");
     snprintf(info->train_desc, sizeof info->train_desc, "%s", dc_dataset_describe(train_ds));
     snprintf(info->test_desc, sizeof info->test_desc, "%s", dc_dataset_describe(test_ds));
@@ -395,7 +412,7 @@ int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
     memcpy(saved_init, mcfg->init_weights, sizeof saved_init);
     if (strlen(weights_path) >= DC_PATH_MAX) dc_fatal("weights path too long: %s", weights_path);
     memcpy(mcfg->init_weights, weights_path, strlen(weights_path) + 1);
-    dc_net *net = dc_job_build_net(job, max_batch, S, Cin, C);
+    dc_net *net = dc_job_build_net(job, max_batch, S, Cin, C, 1);
     memcpy(mcfg->init_weights, saved_init, sizeof saved_init);
     const int D = net->feat_dim;
     float *xbuf = dc_malloc_aligned((size_t)max_batch * Cin * S * S * sizeof(float));
@@ -409,13 +426,16 @@ int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
     extract_split(job, net, &tr, max_batch, xbuf);
     if (val_ds) extract_split(job, net, &va, max_batch, xbuf);
     extract_split(job, net, &te, max_batch, xbuf);
-    dc_job_print(job, "stage 2: features extracted in %.1f s (train %lld, val %lld, test %lld; D = %d; %d rank(s))\n",
-                 omp_get_wtime() - t0, (long long)tr.N, (long long)(val_ds ? va.N : 0), (long long)te.N, D, R);
+    dc_job_print(
+        job, "stage 2: features extracted in %.1f s (train %lld, val %lld, test %lld; D = %d; %d rank(s))\n",
+        omp_get_wtime() - t0, (long long)tr.N, (long long)(val_ds ? va.N : 0), (long long)te.N, D, R);
     const split_features *sel = val_ds ? &va : &tr;
-    snprintf(info->tau_split, sizeof info->tau_split, "%s", val_ds ? "val" : "train (no val split configured)");
+    snprintf(info->tau_split, sizeof info->tau_split, "%s",
+             val_ds ? "val" : "train (no val split configured)");
     if (!val_ds)
-        dc_job_print(job, "warning: no val split (training_opt.val_list / val_per_class): tau is chosen on the "
-                          "training features, which favours small tau\n");
+        dc_job_print(job,
+                     "warning: no val split (training_opt.val_list / val_per_class): tau is chosen on the "
+                     "training features, which favours small tau\n");
 
     /* the features rank 0 needs to train cRT / LWS alone */
     float *X_all = NULL;
@@ -424,7 +444,8 @@ int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
     if ((need_gather || s2->save_features) && rank == 0) {
         X_all = dc_malloc((size_t)tr.N * D * sizeof(float));
         y_all = dc_malloc((size_t)tr.N * sizeof(int32_t));
-        DC_CHECK(X_all && y_all, "rank 0 cannot hold the gathered train features; set stage2.distributed: true");
+        DC_CHECK(X_all && y_all,
+                 "rank 0 cannot hold the gathered train features; set stage2.distributed: true");
     }
     if (need_gather || s2->save_features) {
         dc_comm_gather_rows(&job->comm, tr.X, tr.end - tr.begin, (size_t)D * sizeof(float), X_all);
@@ -462,8 +483,8 @@ int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
             broadcast_head(job, &r->head);
             r->tau = r->head.tau;
             if (r->head.D != D || r->head.C != C)
-                dc_fatal("%s: head of %d x %d, the backbone gives %d features for %d classes", path, r->head.C,
-                         r->head.D, D, C);
+                dc_fatal("%s: head of %d x %d, the backbone gives %d features for %d classes", path,
+                         r->head.C, r->head.D, D, C);
         }
         goto evaluate;
     }
@@ -486,7 +507,8 @@ int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
         dc_head *h = &hr[n_heads].head;
         hr[n_heads++].name = "ncm";
         int failed = 0;
-        if (rank == 0 && dc_ncm_fit(&st, (dc_ncm_feat)s2->ncm_feat, (dc_ncm_dist)s2->ncm_dist, mean, h) != DC_OK) {
+        if (rank == 0 &&
+            dc_ncm_fit(&st, (dc_ncm_feat)s2->ncm_feat, (dc_ncm_dist)s2->ncm_dist, mean, h) != DC_OK) {
             dc_log("error: NCM: %s", dc_last_error());
             failed = 1;
         }
@@ -503,8 +525,8 @@ int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
     for (int k = 0; k < 2; k++) {
         if (!families[k]) continue;
         dc_tau_sweep *sw = &sweeps_store[k];
-        DC_CHECK_OK(dc_tau_sweep_init(sw, k == 0 ? DC_SWEEP_TAU_NORM : DC_SWEEP_LOGIT_ADJ, joint, counts, NULL, 0,
-                                      k == 0 ? s2->tau_keep_bias : 0),
+        DC_CHECK_OK(dc_tau_sweep_init(sw, k == 0 ? DC_SWEEP_TAU_NORM : DC_SWEEP_LOGIT_ADJ, joint, counts,
+                                      NULL, 0, k == 0 ? s2->tau_keep_bias : 0),
                     "tau sweep");
         dc_tau_sweep_add(sw, sel->X, sel->y, (int)(sel->end - sel->begin));
         dc_comm_allreduce_sum_i64(&job->comm, sw->counts, (size_t)sw->n_taus * 3 * C);
@@ -519,8 +541,9 @@ int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
                      100 * sw->rows[sw->best].s.macro_top1);
     }
 
-    backbone_source src = {job, net, train_ds, s2->features == DC_FEATURES_REEXTRACT,
-                           s2->features == DC_FEATURES_REEXTRACT, xbuf, ybuf};
+    backbone_source src = {
+        job,  net, train_ds, s2->features == DC_FEATURES_REEXTRACT, s2->features == DC_FEATURES_REEXTRACT,
+        xbuf, ybuf};
     float *bn_backup = NULL;
     if (use_source && s2->features == DC_FEATURES_REEXTRACT) {
         bn_backup = dc_malloc(net->n_buffers * sizeof(float) + 1);
@@ -537,8 +560,8 @@ int dc_stage2_run(dc_job *job, const char *weights_path, dc_stage2_info *info) {
         } else {
             DC_CHECK_OK(dc_head_init_lws(&r->head, joint), "LWS head");
         }
-        train_head(job, &r->head, k == 0 ? "cRT" : "LWS", k == 0 ? &s2->crt_train : &s2->lws_train, &tr, counts, X_all,
-                   use_source, &src);
+        train_head(job, &r->head, k == 0 ? "cRT" : "LWS", k == 0 ? &s2->crt_train : &s2->lws_train, &tr,
+                   counts, X_all, use_source, &src);
         if (bn_backup) {
             /* the reference's protocol: this head is evaluated with the BN statistics its training moved, on
              * test features extracted again with them; then the stage-1 statistics come back for the rest */
@@ -584,7 +607,8 @@ evaluate:;
         if (write_results_json(job, path, hr, n_heads, counts, C, sweeps, info) != DC_OK) {
             dc_log("error: %s", dc_last_error());
             failed = 1;
-        } else dc_job_print(job, "wrote %s\n", path);
+        } else
+            dc_job_print(job, "wrote %s\n", path);
         for (int i = 1; i < n_heads && !failed; i++) {
             snprintf(path, sizeof path, "%s/head_%s.safetensors", dir, hr[i].name);
             if (dc_head_save(&hr[i].head, path) != DC_OK) {
@@ -598,15 +622,17 @@ evaluate:;
         double *norm_store[3] = {NULL, NULL, NULL};
         for (int i = 0; i < n_heads; i++) acc[i] = (dc_svg_series){hr[i].name, hr[i].per_class};
         for (int i = 0; i < n_heads && n_norms < 3; i++) {
-            if (strcmp(hr[i].name, "joint") && strcmp(hr[i].name, "tau_norm") && strcmp(hr[i].name, "lws")) continue;
+            if (strcmp(hr[i].name, "joint") && strcmp(hr[i].name, "tau_norm") && strcmp(hr[i].name, "lws"))
+                continue;
             norm_store[n_norms] = dc_malloc((size_t)C * sizeof(double));
             dc_head_class_norms(&hr[i].head, norm_store[n_norms]);
             norms[n_norms] = (dc_svg_series){hr[i].name, norm_store[n_norms]};
             n_norms++;
         }
         snprintf(path, sizeof path, "%s/per_class_accuracy.svg", dir);
-        if (!failed && dc_svg_per_class_accuracy_file(path, "Test accuracy per class (classes by training count)",
-                                                      counts, C, acc, n_heads) != DC_OK)
+        if (!failed &&
+            dc_svg_per_class_accuracy_file(path, "Test accuracy per class (classes by training count)",
+                                           counts, C, acc, n_heads) != DC_OK)
             failed = 1;
         snprintf(path, sizeof path, "%s/weight_norms.svg", dir);
         if (!failed && dc_svg_class_norms_file(path, "Classifier weight norm per class", counts, C, norms,
@@ -615,14 +641,17 @@ evaluate:;
         for (int k = 0; k < 2 && !failed; k++) {
             if (!sweeps[k]) continue;
             snprintf(path, sizeof path, "%s/%s.svg", dir, k == 0 ? "tau_sweep" : "logit_adjust_sweep");
-            if (dc_svg_tau_sweep_file(path, k == 0 ? "tau-norm: accuracy on the selection split vs tau"
-                                                   : "logit adjustment: accuracy on the selection split vs tau",
+            if (dc_svg_tau_sweep_file(path,
+                                      k == 0 ? "tau-norm: accuracy on the selection split vs tau"
+                                             : "logit adjustment: accuracy on the selection split vs tau",
                                       sweeps[k]) != DC_OK)
                 failed = 1;
         }
         for (int i = 0; i < 3; i++) free(norm_store[i]);
         if (failed && dc_last_error()[0]) dc_log("error: %s", dc_last_error());
-        if (!failed) dc_job_print(job, "wrote %s/{per_class_accuracy,weight_norms,tau_sweep,logit_adjust_sweep}.svg\n", dir);
+        if (!failed)
+            dc_job_print(job, "wrote %s/{per_class_accuracy,weight_norms,tau_sweep,logit_adjust_sweep}.svg\n",
+                         dir);
         if (!failed && s2->save_features) {
             char fdir[DC_PATH_MAX + 32];
             snprintf(fdir, sizeof fdir, "%s/features", dir);
@@ -666,7 +695,8 @@ evaluate:;
             free(yg);
         }
     }
-    if (dc_comm_any(&job->comm, failed)) dc_fatal("stage 2 could not write its results into %s", opt->log_dir);
+    if (dc_comm_any(&job->comm, failed))
+        dc_fatal("stage 2 could not write its results into %s", opt->log_dir);
 
     for (int k = 0; k < 2; k++)
         if (sweeps[k]) dc_tau_sweep_free(sweeps[k]);

@@ -254,7 +254,7 @@ int dc_stage1_train(dc_job *job, dc_stage1_result *out) {
     if (opt->max_steps > 0 && opt->max_steps < total_steps) total_steps = opt->max_steps;
 
     /* model and optimizer */
-    dc_net *net = dc_job_build_net(job, local_B, S, Cin, C);
+    dc_net *net = dc_job_build_net(job, local_B, S, Cin, C, 0);
     if (cfg->sync_bn && R > 1) {
         net->bn_reduce.fn = dc_comm_bn_reduce;
         net->bn_reduce.ctx = &job->comm;

@@ -14,6 +14,7 @@
 #include "core/check.h"
 #include "core/net.h"
 #include "core/optim.h"
+#include "core/rng.h"
 #include "core/safetensors.h"
 #include "golden_fill.h"
 #include "testutil.h"
@@ -47,18 +48,20 @@ static void test_resnet8_training(void) {
     REQUIRE(dc_st_read(DC_FIXTURES "/golden_resnet8.safetensors", &fx) == DC_OK);
     REQUIRE(dc_st_read(DC_FIXTURES "/golden_resnet8_init.safetensors", &init) == DC_OK);
     const int N = 8, K = 10;
-    dc_net_desc d = {.arch = "resnet8", .in_channels = 3, .num_classes = K, .image_h = 32, .image_w = 32,
-                     .max_batch = N};
+    dc_net_desc d = {
+        .arch = "resnet8", .in_channels = 3, .num_classes = K, .image_h = 32, .image_w = 32, .max_batch = N};
     dc_net *net;
     REQUIRE(dc_net_create(&d, &net) == DC_OK);
 
-    /* The shared fill rule reproduces PyTorch's weights exactly, and loading the PyTorch-written file works. */
+    /* The shared fill rule reproduces PyTorch's weights exactly, and loading the PyTorch-written file works.
+     */
     golden_fill(net, 1);
     for (int i = 0; i < net->n_tensors; i++) {
         dc_tensor *t = &net->tensors[i];
         if (t->dtype != DC_F32) continue;
         const float *ref = get(&init, t->name, dc_tensor_numel(t));
-        EXPECTF(memcmp(ref, t->data, (size_t)dc_tensor_numel(t) * 4) == 0, "fill rule differs for %s", t->name);
+        EXPECTF(memcmp(ref, t->data, (size_t)dc_tensor_numel(t) * 4) == 0, "fill rule differs for %s",
+                t->name);
     }
     REQUIRE(dc_safetensors_load(DC_FIXTURES "/golden_resnet8_init.safetensors", net->tensors, net->n_tensors,
                                 0) == DC_OK);
@@ -115,19 +118,68 @@ static void test_resnet8_training(void) {
 static void test_resnet18_eval(void) {
     dc_st_file fx;
     REQUIRE(dc_st_read(DC_FIXTURES "/golden_resnet18_64.safetensors", &fx) == DC_OK);
-    dc_net_desc d = {.arch = "resnet18", .in_channels = 3, .num_classes = 10, .image_h = 64, .image_w = 64,
-                     .max_batch = 2};
-    dc_net *net;
-    REQUIRE(dc_net_create(&d, &net) == DC_OK);
-    golden_fill(net, 2);
-    dc_net_forward(net, get(&fx, "x", 2 * 3 * 64 * 64), 2, 0);
-    check_tensor("resnet18 eval logits", net->logits, get(&fx, "out.logits", 20), 20, 1e-4);
-    dc_net_free(net);
+    for (int inference_only = 0; inference_only <= 1; inference_only++) {
+        dc_net_desc d = {.arch = "resnet18",
+                         .in_channels = 3,
+                         .num_classes = 10,
+                         .image_h = 64,
+                         .image_w = 64,
+                         .max_batch = 2,
+                         .inference_only = inference_only};
+        dc_net *net;
+        REQUIRE(dc_net_create(&d, &net) == DC_OK);
+        golden_fill(net, 2);
+        dc_net_forward(net, get(&fx, "x", 2 * 3 * 64 * 64), 2, 0);
+        check_tensor(inference_only ? "resnet18 eval logits (inference_only)" : "resnet18 eval logits",
+                     net->logits, get(&fx, "out.logits", 20), 20, 1e-4);
+        dc_net_free(net);
+    }
     dc_st_free(&fx);
+}
+
+/* A forward-only network (rotating activation buffers) computes exactly what the training layout computes:
+ * the same kernels on the same values, so logits and features are bit-identical, in eval mode and in
+ * training-mode BN (stage 2 may re-estimate BN statistics), for a CIFAR ResNet, a ResNet with max-pool and a
+ * bottleneck ResNet with projection shortcuts in every stage. */
+static void test_inference_only_matches(const char *arch, int size, int N) {
+    dc_net *nets[2];
+    for (int k = 0; k < 2; k++) {
+        dc_net_desc d = {.in_channels = 3,
+                         .num_classes = 7,
+                         .image_h = size,
+                         .image_w = size,
+                         .max_batch = N,
+                         .inference_only = k};
+        snprintf(d.arch, sizeof d.arch, "%s", arch);
+        REQUIRE(dc_net_create(&d, &nets[k]) == DC_OK);
+        golden_fill(nets[k], 3);
+        EXPECTF(k == 0 || nets[k]->grads == NULL, "%s: a forward-only net holds no gradients", arch);
+    }
+    const size_t nx = (size_t)N * 3 * size * size;
+    float *x = malloc(nx * sizeof(float));
+    REQUIRE(x != NULL);
+    dc_rng r = dc_rng_make(11);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)dc_rng_normal(&r);
+    for (int train = 0; train <= 1; train++) {
+        for (int k = 0; k < 2; k++) dc_net_forward(nets[k], x, N, train);
+        const size_t nl = (size_t)N * 7, nf = (size_t)N * nets[0]->feat_dim;
+        EXPECTF(memcmp(nets[0]->logits, nets[1]->logits, nl * sizeof(float)) == 0 &&
+                    memcmp(nets[0]->feat, nets[1]->feat, nf * sizeof(float)) == 0,
+                "%s (%s BN): forward-only logits/features differ from the training layout", arch,
+                train ? "training" : "eval");
+        EXPECTF(memcmp(nets[0]->buffers, nets[1]->buffers, nets[0]->n_buffers * sizeof(float)) == 0,
+                "%s: BN running statistics differ", arch);
+    }
+    free(x);
+    for (int k = 0; k < 2; k++) dc_net_free(nets[k]);
 }
 
 int main(void) {
     test_resnet8_training();
     test_resnet18_eval();
+    test_inference_only_matches("resnet32", 32, 3);
+    test_inference_only_matches("resnet18", 64, 2);
+    test_inference_only_matches("resnet50", 64, 2);
+    test_inference_only_matches("resnext50_32x4d", 32, 2);
     return tu_finish("test_golden");
 }
