@@ -6,11 +6,12 @@
  *  - Library code (core/, datasets/, samplers/, heads/, dist/) never exits. A function that can fail returns
  *    an int status (0 on success, DC_FAIL on error) or NULL, after recording a message with DC_ERR(...).
  *    The message is kept per thread and read with dc_last_error(). Messages name the file, the line or key,
- *    and what was expected, e.g. "configs/x.yaml:12: training_opt.batch_size: expected an integer >= 1, got -3".
+ *    and what was expected, e.g. "configs/x.yaml:12: training_opt.batch_size: expected an integer >= 1, got
+ * -3".
  *
  *  - Programs (jobs/) decide what an error means. dc_fatal() prints "[rNN] error: ..." with file:line and a
- *    hint, then calls the registered abort hook (MPI_Abort when MPI is up, see dist/) or exit(1). So a failing
- *    rank never leaves the others hanging in a collective.
+ *    hint, then calls the registered abort hook (MPI_Abort when MPI is up, see dist/) or exit(1). So a
+ * failing rank never leaves the others hanging in a collective.
  *
  * DC_CHECK(cond, hint) is for invariants inside programs and tests; it is fatal.
  */

@@ -14,10 +14,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define DC_PATH_MAX    1024
-#define DC_NAME_MAX    64
+#define DC_PATH_MAX       1024
+#define DC_NAME_MAX       64
 #define DC_MAX_MILESTONES 16
-#define DC_MAX_CHANNELS 4
+#define DC_MAX_CHANNELS   4
 
 typedef enum { DC_SCHED_CONSTANT = 0, DC_SCHED_MULTISTEP, DC_SCHED_COSINE } dc_sched_type;
 
@@ -25,7 +25,8 @@ typedef enum {
     DC_SAMPLER_INSTANCE = 0, /* q = 1: plain shuffle (reference: sampler null) */
     DC_SAMPLER_CLASS_AWARE,  /* q = 0: round-robin classes, k consecutive per class (ClassAwareSampler) */
     DC_SAMPLER_POWER,        /* q_j ∝ n_j^q, i.i.d. with replacement (MixedPrioritizedSampler, nroot=1/q) */
-    DC_SAMPLER_PROGRESSIVE   /* p_j(t) = (1 - l_t) p^IB + l_t p^CB, l_t = min(t, T-1)/(T-1) (ClassPrioritySampler) */
+    DC_SAMPLER_PROGRESSIVE   /* p_j(t) = (1 - l_t) p^IB + l_t p^CB, l_t = min(t, T-1)/(T-1)
+                                (ClassPrioritySampler) */
 } dc_sampler_type;
 
 typedef enum { DC_IMB_NONE = 0, DC_IMB_EXP, DC_IMB_STEP } dc_imb_type;
@@ -51,9 +52,9 @@ typedef struct {
 
 typedef struct {
     dc_sched_type type;
-    int per_step;             /* cosine: anneal per step (1) or per epoch (0, the reference) */
-    double warmup_epochs;     /* linear warm-up length in epochs (0: none) */
-    double warmup_start;      /* warm-up starts at lr * warmup_start (BagofTricks: 1/3) */
+    int per_step;                      /* cosine: anneal per step (1) or per epoch (0, the reference) */
+    double warmup_epochs;              /* linear warm-up length in epochs (0: none) */
+    double warmup_start;               /* warm-up starts at lr * warmup_start (BagofTricks: 1/3) */
     int milestones[DC_MAX_MILESTONES]; /* multistep: epochs where lr *= gamma */
     int num_milestones;
     double gamma;
@@ -62,61 +63,61 @@ typedef struct {
 
 typedef struct {
     /* data */
-    char dataset[DC_NAME_MAX];      /* fashion_mnist | mnist | cifar10 | cifar100 | list */
-    char data_root[DC_PATH_MAX];    /* folder of the files (default per dataset) */
-    char train_list[DC_PATH_MAX];   /* list datasets: "relative/path label" files */
+    char dataset[DC_NAME_MAX];    /* fashion_mnist | mnist | cifar10 | cifar100 | list */
+    char data_root[DC_PATH_MAX];  /* folder of the files (default per dataset) */
+    char train_list[DC_PATH_MAX]; /* list datasets: "relative/path label" files */
     char val_list[DC_PATH_MAX];
     char test_list[DC_PATH_MAX];
-    char class_names[DC_PATH_MAX];  /* optional, one name per line */
-    dc_imb_type imb_type;           /* long-tailed subset of a balanced train set */
-    double imb_factor;              /* r = n_max / n_min, >= 1 */
-    double step_minor_frac;         /* step profile: fraction of classes that are minority (default 0.5) */
-    int val_per_class;              /* carve a balanced val split of this many per class from train (0: none) */
+    char class_names[DC_PATH_MAX]; /* optional, one name per line */
+    dc_imb_type imb_type;          /* long-tailed subset of a balanced train set */
+    double imb_factor;             /* r = n_max / n_min, >= 1 */
+    double step_minor_frac;        /* step profile: fraction of classes that are minority (default 0.5) */
+    int val_per_class; /* carve a balanced val split of this many per class from train (0: none) */
     int num_classes;
-    int skip_bad_images;            /* policy: skip unreadable images with a warning and a count */
+    int skip_bad_images; /* policy: skip unreadable images with a warning and a count */
 
     /* input and augmentation */
     int in_channels;
-    int image_size;                 /* network input is image_size x image_size */
-    int resize_size;                /* imagenet eval: Resize(resize_size) then CenterCrop(image_size) */
+    int image_size;  /* network input is image_size x image_size */
+    int resize_size; /* imagenet eval: Resize(resize_size) then CenterCrop(image_size) */
     float mean[DC_MAX_CHANNELS], std[DC_MAX_CHANNELS];
     dc_aug_type augment;
-    int crop_padding;               /* cifar: random crop with this zero padding */
+    int crop_padding; /* cifar: random crop with this zero padding */
     int hflip;
-    float color_jitter;             /* imagenet: brightness = contrast = saturation = this (0: off) */
-    int decode_threads;             /* streaming datasets: decoding pool size (0: auto) */
+    float color_jitter; /* imagenet: brightness = contrast = saturation = this (0: off) */
+    int decode_threads; /* streaming datasets: decoding pool size (0: auto) */
 
     /* loop */
-    int batch_size;                 /* GLOBAL batch; per-rank batch = batch_size / world_size */
+    int batch_size; /* GLOBAL batch; per-rank batch = batch_size / world_size */
     int num_epochs;
-    int64_t max_steps;              /* stop after this many steps (0: no limit) */
+    int64_t max_steps; /* stop after this many steps (0: no limit) */
     int display_step;
-    int fixed_order;                /* no shuffle, no augmentation: for tests and debugging */
-    int shuffle;                    /* shuffle inside each global batch before sharding (reference `shuffle`) */
+    int fixed_order; /* no shuffle, no augmentation: for tests and debugging */
+    int shuffle;     /* shuffle inside each global batch before sharding (reference `shuffle`) */
     dc_sampler_cfg sampler;
-    int skip_nonfinite_batches;     /* skip up to this many batches whose loss or gradient is NaN/Inf (0: stop) */
-    int64_t checkpoint_every;       /* steps between checkpoints (0: at the end of every epoch) */
-    int keep_checkpoints;           /* complete checkpoints kept in log_dir/checkpoints (0: all) */
+    int skip_nonfinite_batches; /* skip up to this many batches whose loss or gradient is NaN/Inf (0: stop) */
+    int64_t checkpoint_every;   /* steps between checkpoints (0: at the end of every epoch) */
+    int keep_checkpoints;       /* complete checkpoints kept in log_dir/checkpoints (0: all) */
     char log_dir[DC_PATH_MAX];
     uint64_t seed;
 } dc_training_opt;
 
 typedef struct {
-    char arch[DC_NAME_MAX];         /* resnet20..resnet110 (CIFAR), resnet10..resnet152, resnext50_32x4d */
-    int fix;                        /* freeze (stage 2) */
+    char arch[DC_NAME_MAX]; /* resnet20..resnet110 (CIFAR), resnet10..resnet152, resnext50_32x4d */
+    int fix;                /* freeze (stage 2) */
     dc_optim_params optim;
 } dc_feat_model_cfg;
 
 typedef struct {
-    dc_head_type head;              /* linear (joint, cRT) | lws */
-    int feat_dim;                   /* checked against the backbone; 0 = the backbone's */
+    dc_head_type head; /* linear (joint, cRT) | lws */
+    int feat_dim;      /* checked against the backbone; 0 = the backbone's */
     dc_optim_params optim;
 } dc_classifier_cfg;
 
 typedef struct {
     int nesterov;
-    int no_decay_bn_bias;           /* exempt BN affine parameters and biases from weight decay */
-    float loss_logit_adjust_tau;    /* logit-adjusted / Balanced-Softmax loss: z + tau*log(pi) (0: plain CE) */
+    int no_decay_bn_bias;        /* exempt BN affine parameters and biases from weight decay */
+    float loss_logit_adjust_tau; /* logit-adjusted / Balanced-Softmax loss: z + tau*log(pi) (0: plain CE) */
 } dc_optim_cfg;
 
 typedef enum { DC_FEATURES_CACHED = 0, DC_FEATURES_REEXTRACT } dc_feature_mode;
@@ -133,26 +134,26 @@ typedef struct {
 
 typedef struct {
     int ncm, crt, tau_norm, lws, logit_adjust; /* which heads `decouple run` / `decouple heads` fit */
-    int ncm_feat;                  /* 0 un, 1 l2n, 2 cl2n (default) */
-    int ncm_dist;                  /* 0 l2 (default), 1 cos */
-    int tau_keep_bias;             /* tau-norm keeps the bias (BagofTricks) instead of dropping it */
-    dc_head_train_cfg crt_train;   /* reference: 10 epochs (iNat 30), momentum 0.9, wd 5e-4, cosine */
-    dc_head_train_cfg lws_train;   /* reference: 5 epochs */
-    int num_samples_cls;           /* class-aware sampler of cRT / LWS (4) */
-    float crt_loss_tau;            /* cRT with the logit-adjusted loss: CE(z + tau log pi) (0: plain CE) */
-    dc_feature_mode features;      /* cached (default) or re-extracted with training augmentation per batch */
-    int distributed;               /* cRT / LWS trained on every rank (head gradients allreduced) instead of
-                                      on rank 0 over gathered features */
-    int save_features;             /* write the extracted features as .npy into log_dir/features */
+    int ncm_feat;                              /* 0 un, 1 l2n, 2 cl2n (default) */
+    int ncm_dist;                              /* 0 l2 (default), 1 cos */
+    int tau_keep_bias;           /* tau-norm keeps the bias (BagofTricks) instead of dropping it */
+    dc_head_train_cfg crt_train; /* reference: 10 epochs (iNat 30), momentum 0.9, wd 5e-4, cosine */
+    dc_head_train_cfg lws_train; /* reference: 5 epochs */
+    int num_samples_cls;         /* class-aware sampler of cRT / LWS (4) */
+    float crt_loss_tau;          /* cRT with the logit-adjusted loss: CE(z + tau log pi) (0: plain CE) */
+    dc_feature_mode features;    /* cached (default) or re-extracted with training augmentation per batch */
+    int distributed;             /* cRT / LWS trained on every rank (head gradients allreduced) instead of
+                                    on rank 0 over gathered features */
+    int save_features;           /* write the extracted features as .npy into log_dir/features */
 } dc_stage2_cfg;
 
 typedef struct {
-    char source_path[DC_PATH_MAX];  /* the YAML file, for messages */
+    char source_path[DC_PATH_MAX]; /* the YAML file, for messages */
     dc_training_opt training_opt;
     dc_feat_model_cfg feat_model;
     dc_classifier_cfg classifier;
     dc_optim_cfg optimizer;
-    dc_sched_cfg scheduler;         /* `coslr: true` selects cosine, `endlr` is its floor */
+    dc_sched_cfg scheduler; /* `coslr: true` selects cosine, `endlr` is its floor */
     dc_stage2_cfg stage2;
     double endlr;
     char init_weights[DC_PATH_MAX]; /* initialise from this safetensors file ("" = random init) */

@@ -43,13 +43,13 @@ int dc_conv_shape_init(dc_conv_shape *s, int C_in, int C_out, int KH, int KW, in
 size_t dc_conv_workspace_floats(const dc_conv_shape *s, int N);
 
 /* y = conv(x, w) (+ bias[C_out] when bias != NULL). y is overwritten. */
-void dc_conv_forward(const dc_conv_shape *s, int N, const float *x, const float *w, const float *bias, float *y,
-                     float *workspace);
+void dc_conv_forward(const dc_conv_shape *s, int N, const float *x, const float *w, const float *bias,
+                     float *y, float *workspace);
 
 /* Given dy, ACCUMULATES dw += dL/dw (and dbias += dL/dbias when dbias != NULL), and OVERWRITES
  * dx = dL/dx when dx != NULL (pass NULL for the network's input layer). */
-void dc_conv_backward(const dc_conv_shape *s, int N, const float *x, const float *w, const float *dy, float *dx,
-                      float *dw, float *dbias, float *workspace);
+void dc_conv_backward(const dc_conv_shape *s, int N, const float *x, const float *w, const float *dy,
+                      float *dx, float *dw, float *dbias, float *workspace);
 
 /* Multiply-accumulates of one forward pass for batch N (for GFLOP/s reporting). */
 double dc_conv_macs(const dc_conv_shape *s, int N);

@@ -21,13 +21,14 @@
  *
  *   training:  mu = mean(x), var = mean((x-mu)^2) (biased), xhat = (x-mu)/sqrt(var+eps), y = gamma*xhat+beta
  *              running_mean = (1-momentum)*running_mean + momentum*mu
- *              running_var  = (1-momentum)*running_var  + momentum*var*M_total/(M_total-1)   (unbiased, as PyTorch)
- *   eval:      y = gamma*(x-running_mean)/sqrt(running_var+eps) + beta
+ *              running_var  = (1-momentum)*running_var  + momentum*var*M_total/(M_total-1)   (unbiased, as
+ * PyTorch) eval:      y = gamma*(x-running_mean)/sqrt(running_var+eps) + beta
  *
  * Sync-BN (dist/): the statistics are sums over the global batch. `reduce` (nullable) is called with the
  * per-channel double sums and must replace them by their sum over all ranks (an MPI_Allreduce); with
  * reduce == NULL the statistics are per rank, which is PyTorch DataParallel behaviour.
- * --------------------------------------------------------------------------------------------------------- */
+ * ---------------------------------------------------------------------------------------------------------
+ */
 typedef void (*dc_reduce_sum_fn)(double *values, int count, void *ctx);
 
 typedef struct {
@@ -53,7 +54,8 @@ void dc_bn_backward(int C, int64_t M, const float *x, const float *y, const floa
                     const float *save_mean, const float *save_rstd, int relu, float *dx, float *dgamma,
                     float *dbeta, const dc_bn_reduce *reduce, double *scratch);
 
-/* --------------------------------------------------------------------------------------------------------- */
+/* ---------------------------------------------------------------------------------------------------------
+ */
 /* ReLU: y = max(x, 0); backward dx = dy * (y > 0). y may alias x, dx may alias dy. */
 void dc_relu_forward(int64_t n, const float *x, float *y);
 void dc_relu_backward(int64_t n, const float *y, const float *dy, float *dx);
@@ -63,7 +65,8 @@ void dc_add_forward(int64_t n, const float *a, const float *b, float *y);
 /* y = relu(a + b), the end of every residual block; backward: dx = dy * (y > 0), shared by both inputs. */
 void dc_add_relu_forward(int64_t n, const float *a, const float *b, float *y);
 
-/* --------------------------------------------------------------------------------------------------------- */
+/* ---------------------------------------------------------------------------------------------------------
+ */
 /* Max pool over CNHW, kernel K, stride S, padding P (padding never wins: it is -inf, as PyTorch).
  * x [C, N, H, W] -> y [C, N, OH, OW], OH = (H + 2P - K)/S + 1. argmax [C*N*OH*OW] records the flat index
  * within each (c, n) plane of the winner (the first maximum in row-major window order, as PyTorch). */
@@ -77,14 +80,16 @@ void dc_maxpool_backward(int C, int N, int H, int W, int K, int S, int P, const 
 void dc_avgpool_forward(int C, int N, int64_t P, const float *x, float *y);
 void dc_avgpool_backward(int C, int N, int64_t P, const float *dy, float *dx);
 
-/* --------------------------------------------------------------------------------------------------------- */
+/* ---------------------------------------------------------------------------------------------------------
+ */
 /* Linear: x [N, D] row-major, W [K, D] (PyTorch layout), b [K] (nullable) -> y [N, K] = x W^T + b.
  * Backward: dW += dy^T x, db += sum_n dy, dx = dy W (overwritten; dx may be NULL). */
 void dc_linear_forward(int N, int D, int K, const float *x, const float *W, const float *b, float *y);
 void dc_linear_backward(int N, int D, int K, const float *x, const float *W, const float *dy, float *dx,
                         float *dW, float *db);
 
-/* --------------------------------------------------------------------------------------------------------- */
+/* ---------------------------------------------------------------------------------------------------------
+ */
 /* Softmax cross-entropy over logits [N, K] with integer labels [N].
  *
  * With a per-class logit offset (nullable) the loss is CE(softmax(z + offset), y): offset_j = tau*log(pi_j)

@@ -16,8 +16,8 @@ int dc_sgd_create_groups(dc_sgd *opt, size_t n_params, const dc_sgd_group *group
     for (int g = 0; g < n_groups; g++) {
         const dc_sgd_group *G = &groups[g];
         if (G->begin > G->end || G->end > n_params)
-            return DC_ERR("optimizer: group %d range [%zu, %zu) outside the %zu parameters", g, G->begin, G->end,
-                          n_params);
+            return DC_ERR("optimizer: group %d range [%zu, %zu) outside the %zu parameters", g, G->begin,
+                          G->end, n_params);
         if (nesterov && G->momentum <= 0)
             return DC_ERR("optimizer: nesterov momentum requires momentum > 0 (as torch.optim.SGD)");
         if (G->lr < 0 || G->momentum < 0 || G->weight_decay < 0)

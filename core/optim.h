@@ -1,5 +1,6 @@
 /*
- * optim.h: SGD with momentum, weight decay and Nesterov, with PyTorch's semantics (torch.optim.SGD, dampening 0):
+ * optim.h: SGD with momentum, weight decay and Nesterov, with PyTorch's semantics (torch.optim.SGD, dampening
+ * 0):
  *
  *     g   = grad + weight_decay * p                (decay added to the gradient, "L2", not decoupled)
  *     buf = g                      on the first step
@@ -26,7 +27,7 @@ typedef struct {
     float lr;          /* base lr; the schedule multiplies it */
     float momentum;
     float weight_decay;
-    int frozen;        /* no update at all (stage 2 backbone) */
+    int frozen; /* no update at all (stage 2 backbone) */
 } dc_sgd_group;
 
 typedef struct {
@@ -37,7 +38,7 @@ typedef struct {
     float *momentum_buf; /* slab of n_params */
     uint8_t *no_decay;   /* per parameter: 1 for BN affine / bias when no_decay_bn_bias */
     size_t n_params;
-    int64_t step;        /* number of updates done (buf initialisation on the first) */
+    int64_t step; /* number of updates done (buf initialisation on the first) */
 } dc_sgd;
 
 /* Creates an optimizer over n_params parameters with the given groups (ranges must lie in [0, n_params)).

@@ -16,7 +16,8 @@ double dc_lr_at(const dc_sched_cfg *s, double base_lr, double endlr, int num_epo
         return base_lr * (start + (1.0 - start) * t / W);
     }
     switch (s->type) {
-    case DC_SCHED_CONSTANT: return base_lr;
+    case DC_SCHED_CONSTANT:
+        return base_lr;
     case DC_SCHED_MULTISTEP: {
         double lr = base_lr;
         for (int i = 0; i < s->num_milestones; i++)

@@ -10,8 +10,9 @@
  *                      is gamma 0.1 with milestones [160, 180])
  *   cosine:            lr = endlr + (base - endlr) * (1 + cos(pi * (t - W) / (T - W))) / 2
  *
- * reference_step_first reproduces classifier-balancing, which calls scheduler.step() before each epoch: epoch e
- * then runs at the cosine value of e + 1, and the last epoch at lr = endlr. Off by default (docs/CONFIG.md).
+ * reference_step_first reproduces classifier-balancing, which calls scheduler.step() before each epoch: epoch
+ * e then runs at the cosine value of e + 1, and the last epoch at lr = endlr. Off by default
+ * (docs/CONFIG.md).
  */
 #ifndef DC_SCHEDULE_H
 #define DC_SCHEDULE_H

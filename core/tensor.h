@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DC_MAX_DIMS     4
-#define DC_TENSOR_NAME  96
+#define DC_MAX_DIMS    4
+#define DC_TENSOR_NAME 96
 
 typedef enum { DC_F32 = 0, DC_I64 = 1, DC_I32 = 2, DC_U8 = 3 } dc_dtype;
 
@@ -28,9 +28,9 @@ typedef struct {
     int64_t shape[DC_MAX_DIMS];
     int64_t stride[DC_MAX_DIMS]; /* in elements; contiguous row-major for every slab tensor */
     void *data;
-    void *grad;                  /* DC_KIND_PARAM: the matching view into the gradient slab; else NULL */
+    void *grad; /* DC_KIND_PARAM: the matching view into the gradient slab; else NULL */
     dc_tensor_kind kind;
-    int no_decay;                /* BN affine parameters and biases (for the optional decay exemption) */
+    int no_decay; /* BN affine parameters and biases (for the optional decay exemption) */
 } dc_tensor;
 
 static inline int64_t dc_tensor_numel(const dc_tensor *t) {
@@ -41,10 +41,14 @@ static inline int64_t dc_tensor_numel(const dc_tensor *t) {
 
 static inline size_t dc_dtype_size(dc_dtype d) {
     switch (d) {
-    case DC_F32: return 4;
-    case DC_I64: return 8;
-    case DC_I32: return 4;
-    case DC_U8: return 1;
+    case DC_F32:
+        return 4;
+    case DC_I64:
+        return 8;
+    case DC_I32:
+        return 4;
+    case DC_U8:
+        return 1;
     }
     return 0;
 }

@@ -354,11 +354,12 @@ typedef struct {
  * indices, as source indices; *n_out their count. Deterministic: class c's choices come from
  * dc_rng_key(seed, DC_RNG_SPLIT, c) (remainder) and dc_rng_key(seed, DC_RNG_SPLIT, C + c) (LT samples). */
 static int carve_from_remainder(const int32_t *src_labels, int64_t n_src, const int64_t *sel, int64_t n_sel,
-                                int C, int per_class, uint64_t seed, int want_val, int64_t **out, int64_t *n_out,
-                                open_notes *notes) {
+                                int C, int per_class, uint64_t seed, int want_val, int64_t **out,
+                                int64_t *n_out, open_notes *notes) {
     uint8_t *role = dc_calloc((size_t)n_src, 1); /* 0 unused, 1 LT train, 2 val */
     int64_t *members = dc_calloc((size_t)n_src + 1, sizeof(int64_t));
-    int64_t *start = dc_calloc((size_t)C + 1, sizeof(int64_t)), *fill = dc_calloc((size_t)C + 1, sizeof(int64_t));
+    int64_t *start = dc_calloc((size_t)C + 1, sizeof(int64_t)),
+            *fill = dc_calloc((size_t)C + 1, sizeof(int64_t));
     int rc = role && members && start && fill ? DC_OK : DC_FAIL;
     if (rc == DC_OK) {
         for (int64_t k = 0; k < n_sel; k++) role[sel[k]] = 1;
@@ -508,8 +509,8 @@ static void describe(dc_dataset *ds, const dc_training_opt *opt, const open_note
             ADD(" (%d class(es) with <= %d samples gave n_c - 1)", nt->carve_reduced, opt->val_per_class);
     }
     if (nt->carved && nt->carve_remainder && ds->split == DC_SPLIT_VAL) {
-        ADD("; balanced, %d per class from the samples the LT subset left out (seed %llu)", opt->val_per_class,
-            (unsigned long long)opt->seed);
+        ADD("; balanced, %d per class from the samples the LT subset left out (seed %llu)",
+            opt->val_per_class, (unsigned long long)opt->seed);
     } else if (nt->carved && ds->split == DC_SPLIT_VAL) {
         ADD("; carved from the training set: %d per class (seed %llu)", opt->val_per_class,
             (unsigned long long)opt->seed);
@@ -751,11 +752,11 @@ int dc_dataset_open_ex(const dc_training_opt *opt, dc_split split, const dc_data
     ds->n = n_sel;
     if (carve && from_train && notes.lt_applied) {
         /* A long-tailed subset of a balanced source leaves samples unused: the balanced val split is drawn
-         * from that remainder first, so the LT training counts stay exactly the protocol's. Only a class whose
-         * remainder is too small (the head class keeps all its samples) gives the rest from its LT samples,
-         * keeping at least one for training. */
-        if (carve_from_remainder(src_labels, n_src, sel, n_sel, ds->num_classes, opt->val_per_class, opt->seed,
-                                 split == DC_SPLIT_VAL, &final_idx, &ds->n, &notes) != DC_OK)
+         * from that remainder first, so the LT training counts stay exactly the protocol's. Only a class
+         * whose remainder is too small (the head class keeps all its samples) gives the rest from its LT
+         * samples, keeping at least one for training. */
+        if (carve_from_remainder(src_labels, n_src, sel, n_sel, ds->num_classes, opt->val_per_class,
+                                 opt->seed, split == DC_SPLIT_VAL, &final_idx, &ds->n, &notes) != DC_OK)
             goto fail;
         notes.carved = 1;
     } else if (carve && from_train) {

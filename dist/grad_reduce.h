@@ -28,12 +28,12 @@
 typedef struct {
     const dc_comm *comm;
     float *grads;
-    size_t n;             /* slab length */
-    size_t bucket;        /* floats per bucket; 0: single allreduce */
-    size_t next_end;      /* buckets at or above this offset have been started */
+    size_t n;        /* slab length */
+    size_t bucket;   /* floats per bucket; 0: single allreduce */
+    size_t next_end; /* buckets at or above this offset have been started */
     int n_started;
-    void *requests;       /* MPI_Request[DC_MAX_BUCKETS] */
-    double wait_seconds;  /* time spent blocked in finish (the part of communication not hidden) */
+    void *requests;      /* MPI_Request[DC_MAX_BUCKETS] */
+    double wait_seconds; /* time spent blocked in finish (the part of communication not hidden) */
 } dc_grad_reducer;
 
 int dc_grad_reduce_init(dc_grad_reducer *r, const dc_comm *comm, float *grads, size_t n, double bucket_mb);

@@ -31,13 +31,13 @@ void dc_metrics_add(dc_metrics *m, const float *logits, const int32_t *labels, i
 
 typedef struct {
     int64_t total;
-    double top1, top5;   /* micro */
+    double top1, top5; /* micro */
     double macro_top1;
-    double many, medium, few;      /* NAN when the group has no class in the eval set */
-    int n_many, n_medium, n_few;   /* classes per group (present in the eval set) */
-    double tail_half;              /* macro accuracy over the half of the classes with the fewest training
-                                      images (ties by class index; the paper's "tail" view independent of the
-                                      100/20 thresholds, useful when a group is empty) */
+    double many, medium, few;    /* NAN when the group has no class in the eval set */
+    int n_many, n_medium, n_few; /* classes per group (present in the eval set) */
+    double tail_half;            /* macro accuracy over the half of the classes with the fewest training
+                                    images (ties by class index; the paper's "tail" view independent of the
+                                    100/20 thresholds, useful when a group is empty) */
 } dc_metrics_summary;
 
 /* train_counts [C] (NULL: no shot split). */

@@ -3,7 +3,8 @@
  *
  * Threads: OpenMP owns every thread. OpenBLAS is the OpenMP build (CMakeLists.txt links
  * openblas-openmp/libopenblas.so), so its GEMMs run on the same pool; our own loops are
- * `#pragma omp parallel for` regions from serial code, and BLAS is never called inside one. The thread count is
+ * `#pragma omp parallel for` regions from serial code, and BLAS is never called inside one. The thread count
+ * is
  * --threads, else OMP_NUM_THREADS, else the cores available to the process; each MPI rank should be bound to
  * that many cores (the sbatch scripts in jobs/slurm/, README.md).
  */
@@ -67,7 +68,8 @@ void dc_job_parse_args(dc_job_args *a, int argc, char **argv, const char *usage,
         }                                                                                                    \
         i++;                                                                                                 \
     } while (0)
-        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) usage_exit(usage, 0);
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help"))
+            usage_exit(usage, 0);
         else if (!strcmp(arg, "--set")) {
             NEED_VALUE();
             if (a->n_sets == DC_MAX_SETS) {
@@ -186,7 +188,7 @@ void dc_job_start(dc_job *job, int *argc, char ***argv) {
     }
     for (int i = 0; i < job->args.n_sets; i++)
         DC_CHECK_OK(dc_config_set(&job->cfg, job->args.sets[i]), "--set takes key.path=value, e.g. "
-                                                                "--set training_opt.batch_size=256");
+                                                                 "--set training_opt.batch_size=256");
     if (job->args.max_steps >= 0) job->cfg.training_opt.max_steps = job->args.max_steps;
     if (job->args.log_dir) snprintf(job->cfg.training_opt.log_dir, DC_PATH_MAX, "%s", job->args.log_dir);
     DC_CHECK_OK(dc_config_validate(&job->cfg), "see docs/CONFIG.md");
@@ -213,7 +215,8 @@ static int mkdir_p(const char *path) {
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = 0;
-        if (mkdir(tmp, 0775) != 0 && errno != EEXIST) return DC_ERR("cannot create %s: %s", tmp, strerror(errno));
+        if (mkdir(tmp, 0775) != 0 && errno != EEXIST)
+            return DC_ERR("cannot create %s: %s", tmp, strerror(errno));
         *p = '/';
     }
     if (mkdir(tmp, 0775) != 0 && errno != EEXIST) return DC_ERR("cannot create %s: %s", tmp, strerror(errno));
@@ -232,7 +235,8 @@ void dc_job_open_log_dir(dc_job *job, int resuming) {
                      dir);
             failed = 1;
         } else if (!dir[0]) {
-            snprintf(msg, sizeof msg, "training_opt.log_dir is empty; set it in the config or with --log-dir");
+            snprintf(msg, sizeof msg,
+                     "training_opt.log_dir is empty; set it in the config or with --log-dir");
             failed = 1;
         } else if (mkdir_p(dir) != DC_OK) {
             snprintf(msg, sizeof msg, "training_opt.log_dir: %s", dc_last_error());

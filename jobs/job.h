@@ -19,23 +19,23 @@
 /* Exit codes (documented in README.md). */
 enum {
     DC_EXIT_OK = 0,
-    DC_EXIT_ERROR = 1,     /* bad input or runtime failure */
-    DC_EXIT_USAGE = 2,     /* bad command line */
-    DC_EXIT_PREEMPTED = 3  /* stopped by SIGTERM/SIGUSR1 after writing a checkpoint */
+    DC_EXIT_ERROR = 1,    /* bad input or runtime failure */
+    DC_EXIT_USAGE = 2,    /* bad command line */
+    DC_EXIT_PREEMPTED = 3 /* stopped by SIGTERM/SIGUSR1 after writing a checkpoint */
 };
 
 typedef struct {
     const char *config_path;
     const char *sets[DC_MAX_SETS]; /* --set key.path=value */
     int n_sets;
-    long long max_steps;           /* --max-steps (overrides training_opt.max_steps when >= 0) */
-    const char *log_dir;           /* --log-dir */
-    const char *resume;            /* --resume auto|PATH */
-    const char *weights;           /* --weights (extract, heads, eval) */
-    const char *out_dir;           /* --out (extract) */
-    const char *split;             /* --split train|val|test (extract) */
-    int overwrite;                 /* --overwrite */
-    int threads;                   /* --threads (0: OMP_NUM_THREADS or all cores) */
+    long long max_steps; /* --max-steps (overrides training_opt.max_steps when >= 0) */
+    const char *log_dir; /* --log-dir */
+    const char *resume;  /* --resume auto|PATH */
+    const char *weights; /* --weights (extract, heads, eval) */
+    const char *out_dir; /* --out (extract) */
+    const char *split;   /* --split train|val|test (extract) */
+    int overwrite;       /* --overwrite */
+    int threads;         /* --threads (0: OMP_NUM_THREADS or all cores) */
     int quiet;
 } dc_job_args;
 

@@ -18,16 +18,17 @@ int cmd_run(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
-static const char *USAGE = "usage: decouple <command> [options]\n"
-                           "\n"
-                           "commands:\n"
-                           "  run      CONFIG.yaml  the whole pipeline: stage 1, features, every head, evaluation\n"
-                           "  train    CONFIG.yaml  stage 1: train the backbone and the joint classifier\n"
-                           "  heads    CONFIG.yaml  stage 2 from stage-1 weights: fit and evaluate the heads\n"
-                           "  eval     CONFIG.yaml  evaluate stage-1 weights and saved heads on the test split\n"
-                           "  extract  CONFIG.yaml  write features, logits and labels of a split as .npy\n"
-                           "\n"
-                           "`decouple <command> --help` describes each command. Configuration keys: docs/CONFIG.md.\n";
+static const char *USAGE =
+    "usage: decouple <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run      CONFIG.yaml  the whole pipeline: stage 1, features, every head, evaluation\n"
+    "  train    CONFIG.yaml  stage 1: train the backbone and the joint classifier\n"
+    "  heads    CONFIG.yaml  stage 2 from stage-1 weights: fit and evaluate the heads\n"
+    "  eval     CONFIG.yaml  evaluate stage-1 weights and saved heads on the test split\n"
+    "  extract  CONFIG.yaml  write features, logits and labels of a split as .npy\n"
+    "\n"
+    "`decouple <command> --help` describes each command. Configuration keys: docs/CONFIG.md.\n";
 
 int main(int argc, char **argv) {
     if (argc < 2) {

@@ -10,8 +10,8 @@
 typedef struct {
     double train_seconds;
     int64_t steps;
-    int preempted;              /* stopped by a signal after writing a checkpoint */
-    dc_metrics_summary test;    /* the joint classifier on the test split */
+    int preempted;           /* stopped by a signal after writing a checkpoint */
+    dc_metrics_summary test; /* the joint classifier on the test split */
     char weights_path[DC_PATH_MAX + 64];
 } dc_stage1_result;
 

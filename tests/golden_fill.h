@@ -1,11 +1,9 @@
 /*
- * golden_fill.h: the deterministic weight fill shared with tests/torch_models.py (fill_rule), so C and PyTorch
- * start golden comparisons from identical weights without shipping them. Every state_dict entry i draws from
- * its own counter-based stream dc_rng_key(seed, DC_RNG_INIT, i, 0):
- *   conv weights      U(-1, 1) * sqrt(3 / fan_in) * 1.4
- *   BN weight, var    U(0.5, 1.5)
- *   BN bias, mean, fc bias   (U - 0.5) * 0.2
- *   fc weight         U(-1, 1) / sqrt(in)
+ * golden_fill.h: the deterministic weight fill shared with tests/torch_models.py (fill_rule), so C and
+ * PyTorch start golden comparisons from identical weights without shipping them. Every state_dict entry i
+ * draws from its own counter-based stream dc_rng_key(seed, DC_RNG_INIT, i, 0): conv weights      U(-1, 1) *
+ * sqrt(3 / fan_in) * 1.4 BN weight, var    U(0.5, 1.5) BN bias, mean, fc bias   (U - 0.5) * 0.2 fc weight
+ * U(-1, 1) / sqrt(in)
  */
 #ifndef DC_GOLDEN_FILL_H
 #define DC_GOLDEN_FILL_H

@@ -376,8 +376,8 @@ static void test_cifar(void) {
         if (c > 0) from_remainder &= src / 10 >= want[c];
     }
     EXPECT(from_remainder);
-    EXPECTF(strstr(dc_dataset_describe(ds), "val drawn from the samples the LT subset left out (1 class(es)") !=
-                NULL,
+    EXPECTF(strstr(dc_dataset_describe(ds),
+                   "val drawn from the samples the LT subset left out (1 class(es)") != NULL,
             "%s", dc_dataset_describe(ds));
     EXPECTF(strstr(dc_dataset_describe(ds2), "5 per class from the samples the LT subset left out") != NULL,
             "%s", dc_dataset_describe(ds2));

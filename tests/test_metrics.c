@@ -32,9 +32,9 @@ int main(void) {
     /* per class: c0 1/2, c1 1, c2 1, c3 0, c4 1, c5 1/2 -> macro 4/6 */
     EXPECT(fabs(s.macro_top1 - 4.0 / 6) < 1e-12);
     EXPECT(s.n_many == 2 && s.n_medium == 2 && s.n_few == 2);
-    EXPECT(fabs(s.many - 0.75) < 1e-12);   /* (1/2 + 1) / 2 */
-    EXPECT(fabs(s.medium - 0.5) < 1e-12);  /* (1 + 0) / 2 */
-    EXPECT(fabs(s.few - 0.75) < 1e-12);    /* (1 + 1/2) / 2 */
+    EXPECT(fabs(s.many - 0.75) < 1e-12);     /* (1/2 + 1) / 2 */
+    EXPECT(fabs(s.medium - 0.5) < 1e-12);    /* (1 + 0) / 2 */
+    EXPECT(fabs(s.few - 0.75) < 1e-12);      /* (1 + 1/2) / 2 */
     EXPECT(fabs(s.tail_half - 0.5) < 1e-12); /* classes 5, 4, 3: (1/2 + 1 + 0) / 3 */
     /* top-5: sample 4 (label 3, predicted 0): class 3 is ranked behind 0 (10), 1, 2 -> 4th: inside top-5 */
     EXPECT(m.correct5[3] == 1);

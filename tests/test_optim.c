@@ -54,7 +54,8 @@ static void test_schedules(const dc_st_file *f) {
         double lr = dc_lr_at(&s, 0.1, 0.001, 10, e, 0, 100);
         /* torch's CosineAnnealingLR continues the cosine past T_max (it rises again); ours holds eta_min,
          * which is what every recipe wants. Compare inside the schedule. */
-        if (e <= 10) EXPECTF(fabs(lr - cos_ref[e]) <= 1e-6 * 0.1, "cosine epoch %d: %g vs %g", e, lr, cos_ref[e]);
+        if (e <= 10)
+            EXPECTF(fabs(lr - cos_ref[e]) <= 1e-6 * 0.1, "cosine epoch %d: %g vs %g", e, lr, cos_ref[e]);
     }
     s.type = DC_SCHED_MULTISTEP;
     s.milestones[0] = 3;

@@ -4,11 +4,10 @@
  *   st_diff A B            exit 0 when every tensor is bit-identical (names, dtypes, shapes, bytes)
  *   st_diff A B --tol T    exit 0 when every float tensor agrees to relative error T
  *                          (max |a - b| / max |b| per tensor) and every integer tensor is equal
- *   st_diff A B --gtol T   one relative error for the whole state: ||a - b||_2 / ||b||_2 over every float tensor
- *                          together. Per-tensor maxima are dominated by tensors that start at 0 (BN biases)
- *                          and move by sums that cancel almost exactly, so they measure float cancellation
- *                          (1 vs 2 OpenMP threads on one rank shows the same), not a disagreement of ranks.
- * Prints the worst tensor. Metadata is ignored.
+ *   st_diff A B --gtol T   one relative error for the whole state: ||a - b||_2 / ||b||_2 over every float
+ * tensor together. Per-tensor maxima are dominated by tensors that start at 0 (BN biases) and move by sums
+ * that cancel almost exactly, so they measure float cancellation (1 vs 2 OpenMP threads on one rank shows the
+ * same), not a disagreement of ranks. Prints the worst tensor. Metadata is ignored.
  */
 #include "core/check.h"
 #include "core/safetensors.h"
@@ -74,8 +73,9 @@ int main(int argc, char **argv) {
     }
     if (tol >= 0 && global) {
         double g = sqrt(g_num / g_den);
-        printf("relative L2 error over all tensors %.3g (tolerance %.3g); worst single tensor (max-norm) %.3g in %s\n", g, tol,
-               worst, worst_name);
+        printf("relative L2 error over all tensors %.3g (tolerance %.3g); worst single tensor (max-norm) "
+               "%.3g in %s\n",
+               g, tol, worst, worst_name);
         differ = differ || !(g <= tol);
     } else if (tol >= 0) {
         printf("worst relative error %.3g in %s (tolerance %.3g)\n", worst, worst_name, tol);
