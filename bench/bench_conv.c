@@ -143,7 +143,8 @@ int main(int argc, char **argv) {
     const double peak = sgemm_gflops(1024, reps + 2);
     printf("sgemm 1024^3: %.1f GFLOP/s\n\n", peak);
 
-    /* path: "direct" (fwd/bwd-data) or "im2col/n" (n images per chunk) or "gemm" (1x1 stride 1) */
+    /* path: "winograd" or "direct" (fwd/bwd-data) or "im2col/n" (n images per chunk) or "gemm" (1x1 stride 1)
+     */
     printf("%-27s %-9s %8s | %8s %6s %5s | %8s %6s %5s | %8s %6s %5s\n", "layer", "path", "GFLOP", "fwd ms",
            "GF/s", "of", "bwd-w ms", "GF/s", "of", "bwd-d ms", "GF/s", "of");
     printf("%-27s %-9s %8s | %8s %6s %5s | %8s %6s %5s | %8s %6s %5s\n", "", "", "per pass", "", "", "sgemm",
@@ -159,7 +160,9 @@ int main(int argc, char **argv) {
         conv_times t = time_conv(&s, b->N, reps, 1);
         const double bwd_d = t.bwd_all - t.bwd_w;
         char path[32];
-        if (dc_conv_uses_direct(&s, 0))
+        if (dc_conv_uses_winograd(&s, 0))
+            snprintf(path, sizeof path, "winograd");
+        else if (dc_conv_uses_direct(&s, 0))
             snprintf(path, sizeof path, "direct");
         else if (b->K == 1 && b->stride == 1)
             snprintf(path, sizeof path, "gemm");

@@ -30,6 +30,7 @@
  */
 #include "conv.h"
 #include "conv_tuning.h"
+#include "conv_winograd.h"
 #include "check.h"
 
 #include <cblas.h>
@@ -101,6 +102,8 @@ dc_conv_algo dc_conv_get_algo(void) {
         const char *env = getenv("DC_CONV_ALGO");
         if (env && !strcmp(env, "im2col"))
             algo_env = DC_CONV_ALGO_IM2COL;
+        else if (env && !strcmp(env, "direct"))
+            algo_env = DC_CONV_ALGO_DIRECT;
         else if (env && !strcmp(env, "auto"))
             algo_env = DC_CONV_ALGO_AUTO;
     }
@@ -108,7 +111,7 @@ dc_conv_algo dc_conv_get_algo(void) {
 }
 
 static int direct_algo_enabled(void) {
-    return dc_conv_get_algo() == DC_CONV_ALGO_AUTO;
+    return dc_conv_get_algo() != DC_CONV_ALGO_IM2COL;
 }
 
 /* 1x1, stride 1, no padding: the col matrix is x itself. */
@@ -746,7 +749,25 @@ static void direct_backward_weights(const dc_conv_shape *s, int N, const float *
 
 /* ---- workspace and algorithm choice -------------------------------------------------------------------- */
 
+/* The Winograd pass of forward (backward_data = 0) or backward-data (1); usable only for 3x3 stride 1. */
+static int winograd_pass(const dc_conv_shape *s, int backward_data, dc_wino_pass *p) {
+    if (dc_conv_get_algo() != DC_CONV_ALGO_AUTO || s->KH != 3 || s->KW != 3 || s->stride != 1 ||
+        s->groups != 1)
+        return 0;
+    if (!backward_data)
+        *p = (dc_wino_pass){s->C_in, s->C_out, s->H_in, s->W_in, s->pad, s->H_out, s->W_out, 0};
+    else /* dx = conv(dy padded by 2 - pad, w transposed and flipped) */
+        *p = (dc_wino_pass){s->C_out, s->C_in, s->H_out, s->W_out, 2 - s->pad, s->H_in, s->W_in, 1};
+    return dc_wino_usable(p);
+}
+
+int dc_conv_uses_winograd(const dc_conv_shape *s, int backward_data) {
+    dc_wino_pass p;
+    return winograd_pass(s, backward_data, &p);
+}
+
 int dc_conv_uses_direct(const dc_conv_shape *s, int backward_data) {
+    if (dc_conv_uses_winograd(s, backward_data)) return 0;
     direct_geom g = backward_data ? direct_geom_backward_data(s) : direct_geom_forward(s);
     return direct_usable(s, &g);
 }
@@ -764,6 +785,11 @@ size_t dc_conv_workspace_floats(const dc_conv_shape *s, int N) {
         if (direct_dw_workspace_floats(&gf, N) > need) need = direct_dw_workspace_floats(&gf, N);
     }
     if (dx_direct && direct_workspace_floats(&gb, N) > need) need = direct_workspace_floats(&gb, N);
+    for (int backward_data = 0; backward_data <= 1; backward_data++) {
+        dc_wino_pass p;
+        if (winograd_pass(s, backward_data, &p) && dc_wino_workspace_floats(&p, N) > need)
+            need = dc_wino_workspace_floats(&p, N);
+    }
     return need;
 }
 
@@ -796,6 +822,11 @@ void dc_conv_forward(const dc_conv_shape *s, int N, const float *x, const float 
         return;
     }
 
+    dc_wino_pass wp_pass;
+    if (winograd_pass(s, 0, &wp_pass)) {
+        dc_wino_run(&wp_pass, N, x, w, bias, y, workspace);
+        return;
+    }
     const direct_geom gd = direct_geom_forward(s);
     if (direct_usable(s, &gd)) {
         float *wp = direct_weights(&gd, N, workspace);
@@ -864,9 +895,11 @@ void dc_conv_backward(const dc_conv_shape *s, int N, const float *x, const float
     /* Which kernel does what: the direct kernels where they apply (see "direct stride-1 path"), else
      * im2col + sgemm, chunk by chunk, with backward-weights and backward-data sharing each chunk's col. */
     const direct_geom gd = direct_geom_backward_data(s), gf = direct_geom_forward(s);
+    dc_wino_pass dx_pass;
     const int dw_direct = direct_usable(s, &gf);
-    const int dx_direct = dx && direct_usable(s, &gd);
-    const int dx_im2col = dx && !dx_direct;
+    const int dx_wino = dx && winograd_pass(s, 1, &dx_pass);
+    const int dx_direct = dx && !dx_wino && direct_usable(s, &gd);
+    const int dx_im2col = dx && !dx_wino && !dx_direct;
 
     if (dw_direct) direct_backward_weights(s, N, x, dy, dw, workspace);
 
@@ -891,6 +924,7 @@ void dc_conv_backward(const dc_conv_shape *s, int N, const float *x, const float
                         0.0f, workspace + (int64_t)g * K * cols, (int)cols);
         col2im_chunk(s, N, n0, nc, workspace, dx);
     }
+    if (dx_wino) dc_wino_run(&dx_pass, N, dy, w, NULL, dx, workspace); /* the workspace reused after dW */
     if (dx_direct) {
         /* dx = conv(dy padded by K-1-pad, w transposed and flipped), the workspace reused after dW */
         float *wp = direct_weights(&gd, N, workspace);

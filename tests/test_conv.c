@@ -163,19 +163,25 @@ static const engine_config configs[] = {
     {DC_CONV_ALGO_AUTO, 0, 0, "auto, default chunk"},
     {DC_CONV_ALGO_AUTO, 2, 0, "auto, 2 images/chunk"},
     {DC_CONV_ALGO_AUTO, 1, 1, "auto, 1 image/chunk, 1 thread"},
+    {DC_CONV_ALGO_DIRECT, 0, 0, "direct, default chunk"},
+    {DC_CONV_ALGO_DIRECT, 1, 1, "direct, 1 image/chunk, 1 thread"},
     {DC_CONV_ALGO_IM2COL, 0, 0, "im2col, default chunk"},
     {DC_CONV_ALGO_IM2COL, 2, 0, "im2col, 2 images/chunk"},
     {DC_CONV_ALGO_IM2COL, 1, 1, "im2col, 1 image/chunk, 1 thread"},
 };
+
+static const char *path_name(const dc_conv_shape *s, int backward_data) {
+    return dc_conv_uses_winograd(s, backward_data) ? "winograd"
+           : dc_conv_uses_direct(s, backward_data) ? "direct"
+                                                   : "im2col";
+}
 
 /* Forward and backward of one shape against the naive reference (computed once), under every config. */
 static void check_against_naive(const conv_case *cc) {
     dc_conv_shape s;
     REQUIRE(dc_conv_shape_init(&s, cc->C_in, cc->C_out, cc->KH, cc->KW, cc->stride, cc->pad, cc->groups,
                                cc->H, cc->W) == DC_OK);
-    printf("%-58s forward %-6s backward-data %s\n", cc->name,
-           dc_conv_uses_direct(&s, 0) ? "direct" : "im2col",
-           dc_conv_uses_direct(&s, 1) ? "direct" : "im2col");
+    printf("%-58s forward %-8s backward-data %s\n", cc->name, path_name(&s, 0), path_name(&s, 1));
     const int N = cc->N;
     const size_t nx = (size_t)s.C_in * N * s.H_in * s.W_in, ny = (size_t)s.C_out * N * s.H_out * s.W_out;
     const size_t nw = (size_t)s.C_out * (s.C_in / s.groups) * s.KH * s.KW;
@@ -392,21 +398,57 @@ static void check_algorithm_choice(void) {
     dc_conv_shape s;
     REQUIRE(dc_conv_shape_init(&s, 16, 16, 3, 3, 1, 1, 1, 32, 32) == DC_OK);
 #if defined(__AVX2__) && defined(__FMA__)
+    EXPECT(dc_conv_uses_winograd(&s, 0) && dc_conv_uses_winograd(&s, 1));
+    EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
+    dc_conv_set_algo(DC_CONV_ALGO_DIRECT);
+    EXPECT(!dc_conv_uses_winograd(&s, 0) && !dc_conv_uses_winograd(&s, 1));
     EXPECT(dc_conv_uses_direct(&s, 0) && dc_conv_uses_direct(&s, 1));
     dc_conv_set_algo(DC_CONV_ALGO_IM2COL);
     EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
+    EXPECT(!dc_conv_uses_winograd(&s, 0) && !dc_conv_uses_winograd(&s, 1));
     dc_conv_set_algo(DC_CONV_ALGO_AUTO);
+    REQUIRE(dc_conv_shape_init(&s, 128, 128, 3, 3, 1, 1, 1, 7, 7) == DC_OK); /* odd width: Winograd only */
+    EXPECT(dc_conv_uses_winograd(&s, 0) && dc_conv_uses_winograd(&s, 1));
 #else
     EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
+    EXPECT(!dc_conv_uses_winograd(&s, 0) && !dc_conv_uses_winograd(&s, 1));
 #endif
+    REQUIRE(dc_conv_shape_init(&s, 512, 512, 3, 3, 1, 1, 1, 7, 7) == DC_OK); /* too wide for Winograd */
+    EXPECT(!dc_conv_uses_winograd(&s, 0));
+    REQUIRE(dc_conv_shape_init(&s, 3, 16, 3, 3, 1, 1, 1, 32, 32) == DC_OK); /* C_in 3: forward not Winograd */
+    EXPECT(!dc_conv_uses_winograd(&s, 0));
     REQUIRE(dc_conv_shape_init(&s, 16, 32, 3, 3, 2, 1, 1, 32, 32) == DC_OK); /* stride 2 */
     EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
+    EXPECT(!dc_conv_uses_winograd(&s, 0) && !dc_conv_uses_winograd(&s, 1));
     REQUIRE(dc_conv_shape_init(&s, 16, 16, 3, 3, 1, 1, 2, 32, 32) == DC_OK); /* groups */
-    EXPECT(!dc_conv_uses_direct(&s, 0));
+    EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_winograd(&s, 0));
     REQUIRE(dc_conv_shape_init(&s, 512, 512, 3, 3, 1, 1, 1, 7, 7) == DC_OK); /* width 7 */
     EXPECT(!dc_conv_uses_direct(&s, 0));
     REQUIRE(dc_conv_shape_init(&s, 64, 64, 1, 1, 1, 0, 1, 8, 8) == DC_OK); /* 1x1: a plain GEMM */
     EXPECT(!dc_conv_uses_direct(&s, 0));
+}
+
+/* Winograd computes each output from the same tile blocks whatever the thread count: forward and dx are
+ * bitwise identical on 1 and on 3 threads (3: blocks do not divide evenly). */
+static void check_winograd_thread_invariance(void) {
+    dc_conv_shape s;
+    REQUIRE(dc_conv_shape_init(&s, 32, 32, 3, 3, 1, 1, 1, 16, 16) == DC_OK);
+    if (!dc_conv_uses_winograd(&s, 0)) return; /* no AVX2 build: nothing to check */
+    const int N = 5, threads = omp_get_max_threads();
+    const size_t nx = (size_t)32 * N * 256, nw = (size_t)32 * 32 * 9, nws = dc_conv_workspace_floats(&s, N);
+    float *x = alloc_floats(nx), *w = alloc_floats(nw), *ws = alloc_floats(nws), *dw = alloc_floats(nw);
+    float *y[2] = {alloc_floats(nx), alloc_floats(nx)}, *dx[2] = {alloc_floats(nx), alloc_floats(nx)};
+    fill_uniform(x, nx, 5, -1.0f, 1.0f);
+    fill_uniform(w, nw, 6, -0.5f, 0.5f);
+    for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(k ? 3 : 1);
+        dc_conv_forward(&s, N, x, w, NULL, y[k], ws);
+        dc_conv_backward(&s, N, x, w, y[0], dx[k], dw, NULL, ws);
+    }
+    omp_set_num_threads(threads);
+    EXPECTF(memcmp(y[0], y[1], nx * sizeof(float)) == 0, "winograd forward differs between 1 and 3 threads");
+    EXPECTF(memcmp(dx[0], dx[1], nx * sizeof(float)) == 0, "winograd dx differs between 1 and 3 threads");
+    free(x), free(w), free(ws), free(dw), free(y[0]), free(y[1]), free(dx[0]), free(dx[1]);
 }
 
 /* ---- workspace sizing
@@ -487,6 +529,13 @@ int main(void) {
         {3, 8, 3, 3, 1, 1, 1, 4, 8, 2, 1, "direct forward, im2col backward-data (C_in 3, K % 6 = 3)"},
         {4, 8, 5, 5, 1, 2, 1, 3, 8, 3, 0, "direct 5x5 p2 (K % 6 = 4)"},
         {5, 8, 5, 5, 1, 2, 1, 3, 8, 2, 1, "direct 5x5 p2 (K % 6 = 5)"},
+        /* Winograd F(2x2,3x3) (3x3 stride 1, channels >= 4, C_out % 4 == 0): odd output sizes (clipped
+         * tiles), pad 0 and 2 (backward-data pad 2 and 0), tiles that span images, 1x1 outputs */
+        {4, 4, 3, 3, 1, 1, 1, 7, 9, 3, 1, "winograd 3x3 p1 7x9 (odd tiles)"},
+        {8, 12, 3, 3, 1, 0, 1, 6, 7, 2, 1, "winograd 3x3 p0 (dx pad 2), C_out 12"},
+        {12, 4, 3, 3, 1, 2, 1, 3, 5, 3, 0, "winograd 3x3 p2 (dx pad 0)"},
+        {4, 8, 3, 3, 1, 1, 1, 1, 1, 5, 1, "winograd 3x3 p1 on 1x1 images"},
+        {4, 4, 3, 3, 1, 0, 1, 3, 3, 4, 0, "winograd 3x3 p0 to 1x1 (dx 1x1 -> 3x3)"},
     };
     static const conv_case big_cases[] = {
         {16, 16, 3, 3, 1, 1, 1, 32, 32, 4, 0, "resnet32 16ch 3x3"},
@@ -495,6 +544,8 @@ int main(void) {
         {32, 64, 1, 1, 2, 0, 1, 16, 16, 4, 0, "resnet 1x1 s2 shortcut"},
         {64, 256, 1, 1, 1, 0, 1, 8, 8, 4, 0, "bottleneck 1x1 64->256"},
         {128, 128, 3, 3, 1, 1, 32, 8, 8, 2, 0, "resnext 3x3 groups=32"},
+        {128, 128, 3, 3, 1, 1, 1, 7, 7, 3, 1, "resnet50 3x3 128 7x7 (winograd, odd)"},
+        {32, 32, 3, 3, 1, 1, 1, 16, 16, 9, 0, "resnet32 32ch 16x16, 9 images (many blocks)"},
         {3, 8, 7, 7, 2, 3, 1, 131, 129, 2, 1, "7x7 s2 p3 plane too big for the stack buffer"},
     };
     const int n_small = (int)(sizeof(small_cases) / sizeof(small_cases[0]));
@@ -505,13 +556,15 @@ int main(void) {
     /* finite differences check the math, not the threading: one thread (thousands of tiny forwards) */
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
-    for (int algo = 0; algo < 2; algo++) {
-        dc_conv_set_algo(algo ? DC_CONV_ALGO_IM2COL : DC_CONV_ALGO_AUTO);
+    const dc_conv_algo algos[3] = {DC_CONV_ALGO_AUTO, DC_CONV_ALGO_DIRECT, DC_CONV_ALGO_IM2COL};
+    for (int a = 0; a < 3; a++) {
+        dc_conv_set_algo(algos[a]);
         for (int i = 0; i < n_small; i++) check_finite_differences(&small_cases[i]);
     }
     dc_conv_set_algo(DC_CONV_ALGO_AUTO);
     omp_set_num_threads(threads);
     check_algorithm_choice();
+    check_winograd_thread_invariance();
     check_workspace_monotone();
     check_bad_shapes();
     check_layout();
