@@ -102,6 +102,8 @@ dc_conv_algo dc_conv_get_algo(void) {
         const char *env = getenv("DC_CONV_ALGO");
         if (env && !strcmp(env, "im2col"))
             algo_env = DC_CONV_ALGO_IM2COL;
+        else if (env && !strcmp(env, "winograd"))
+            algo_env = DC_CONV_ALGO_WINOGRAD;
         else if (env && !strcmp(env, "direct"))
             algo_env = DC_CONV_ALGO_DIRECT;
         else if (env && !strcmp(env, "auto"))
@@ -750,14 +752,19 @@ static void direct_backward_weights(const dc_conv_shape *s, int N, const float *
 /* ---- workspace and algorithm choice -------------------------------------------------------------------- */
 
 /* The Winograd pass of forward (backward_data = 0) or backward-data (1); usable only for 3x3 stride 1. */
+/* AUTO takes Winograd where it measured faster than the direct kernels (bench_conv, interleaved, 1 and 2
+ * threads; docs/PERFORMANCE.md): at least 32 channels in and out, and output rows of at least 16 (8 tiles,
+ * one full vector). On 16 channels the two are even; on 8x8 images half of each tile vector is empty and
+ * the direct kernel is ~15% faster. WINOGRAD takes it wherever it is usable (tests). */
 static int winograd_pass(const dc_conv_shape *s, int backward_data, dc_wino_pass *p) {
-    if (dc_conv_get_algo() != DC_CONV_ALGO_AUTO || s->KH != 3 || s->KW != 3 || s->stride != 1 ||
-        s->groups != 1)
-        return 0;
+    const dc_conv_algo algo = dc_conv_get_algo();
+    if (algo != DC_CONV_ALGO_AUTO && algo != DC_CONV_ALGO_WINOGRAD) return 0;
+    if (s->KH != 3 || s->KW != 3 || s->stride != 1 || s->groups != 1) return 0;
     if (!backward_data)
         *p = (dc_wino_pass){s->C_in, s->C_out, s->H_in, s->W_in, s->pad, s->H_out, s->W_out, 0};
     else /* dx = conv(dy padded by 2 - pad, w transposed and flipped) */
         *p = (dc_wino_pass){s->C_out, s->C_in, s->H_out, s->W_out, 2 - s->pad, s->H_in, s->W_in, 1};
+    if (algo == DC_CONV_ALGO_AUTO && (p->C_in < 32 || p->C_out < 32 || p->W_out < 16)) return 0;
     return dc_wino_usable(p);
 }
 
@@ -895,19 +902,22 @@ void dc_conv_backward(const dc_conv_shape *s, int N, const float *x, const float
     /* Which kernel does what: the direct kernels where they apply (see "direct stride-1 path"), else
      * im2col + sgemm, chunk by chunk, with backward-weights and backward-data sharing each chunk's col. */
     const direct_geom gd = direct_geom_backward_data(s), gf = direct_geom_forward(s);
-    dc_wino_pass dx_pass;
-    const int dw_direct = direct_usable(s, &gf);
+    dc_wino_pass dx_pass, dw_pass;
+    const int dw_wino = winograd_pass(s, 0, &dw_pass);
+    const int dw_direct = !dw_wino && direct_usable(s, &gf);
     const int dx_wino = dx && winograd_pass(s, 1, &dx_pass);
     const int dx_direct = dx && !dx_wino && direct_usable(s, &gd);
     const int dx_im2col = dx && !dx_wino && !dx_direct;
 
+    if (dw_wino) dc_wino_backward_weights(&dw_pass, N, x, dy, dw, workspace);
     if (dw_direct) direct_backward_weights(s, N, x, dy, dw, workspace);
+    const int dw_im2col = !dw_wino && !dw_direct;
 
     const int per_chunk = dc_conv_images_per_chunk(s, N);
-    for (int n0 = 0; n0 < N && (!dw_direct || dx_im2col); n0 += per_chunk) {
+    for (int n0 = 0; n0 < N && (dw_im2col || dx_im2col); n0 += per_chunk) {
         const int nc = N - n0 < per_chunk ? N - n0 : per_chunk;
         const int64_t cols = (int64_t)nc * P_out;
-        if (!dw_direct) {
+        if (dw_im2col) {
             im2col_chunk(s, N, n0, nc, x, workspace);
             /* dW_g[Cg_out, K] += dy_g chunk [Cg_out, cols] * col_g^T [cols, K] */
             for (int g = 0; g < G; g++)

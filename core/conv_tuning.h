@@ -32,14 +32,20 @@ size_t dc_conv_chunk_min_cols(void);
  * A 1x1 stride-1 pad-0 convolution needs no col and always runs the whole batch as one chunk (returns N). */
 int dc_conv_images_per_chunk(const dc_conv_shape *s, int N);
 
-/* Which algorithm runs forward and backward-data. AUTO (the default) takes Winograd F(2x2,3x3) for 3x3
- * stride-1 passes where it applies (conv_winograd.h), else the direct stride-1 AVX2 kernel where it applies
- * (stride 1, groups 1, output width % 8 == 0, output channels % 8 == 0, built with AVX2+FMA), else im2col +
- * sgemm; DIRECT never takes Winograd; IM2COL forces im2col + sgemm everywhere (tests and benchmarks compare
- * the three). Backward-weights takes the direct kernel whenever forward could (AUTO and DIRECT). The
- * environment variable DC_CONV_ALGO=im2col|direct|auto sets the default (read once). Like the chunk budget,
- * set it before sizing the workspace. */
-typedef enum { DC_CONV_ALGO_AUTO = 0, DC_CONV_ALGO_IM2COL = 1, DC_CONV_ALGO_DIRECT = 2 } dc_conv_algo;
+/* Which algorithm runs each pass. AUTO (the default) takes Winograd F(2x2,3x3) for 3x3 stride-1 passes
+ * where it measured faster (>= 32 channels in and out, output width >= 16; conv_winograd.h), else the direct
+ * stride-1 AVX2 kernels where they apply (stride 1, groups 1, output width % 8 == 0, output channels % 8 ==
+ * 0, built with AVX2+FMA), else im2col + sgemm. WINOGRAD takes Winograd wherever it is usable (3x3 stride 1,
+ * 4..256 channels, C_out % 4 == 0), DIRECT never, IM2COL forces im2col + sgemm everywhere (tests and
+ * benchmarks compare them). Backward-weights follows forward: Winograd when forward is, else direct when
+ * forward could be, else im2col. The environment variable DC_CONV_ALGO=auto|winograd|direct|im2col sets the
+ * default (read once). Like the chunk budget, set it before sizing the workspace. */
+typedef enum {
+    DC_CONV_ALGO_AUTO = 0,
+    DC_CONV_ALGO_IM2COL = 1,
+    DC_CONV_ALGO_DIRECT = 2,
+    DC_CONV_ALGO_WINOGRAD = 3
+} dc_conv_algo;
 void dc_conv_set_algo(dc_conv_algo algo);
 dc_conv_algo dc_conv_get_algo(void);
 

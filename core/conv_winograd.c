@@ -45,6 +45,11 @@
 /* Bytes of V + M one block aims at: half of a Zen 3 / Skylake-SP L2 (512 KiB..1 MiB), leaving room for the
  * transformed weights of the small layers. */
 #define WINO_BLOCK_FLOATS (64 * 1024)
+/* Backward-weights reduces over the tiles of a block, one horizontal sum per (xi, 4 k, 3 c) at the end of
+ * each block: longer blocks amortise it (the planes of one xi still fit in L2). */
+#ifndef WGRAD_BLOCK_SCALE
+#define WGRAD_BLOCK_SCALE 4
+#endif
 
 typedef struct {
     int th, tw;            /* tile rows and columns per image */
@@ -56,11 +61,11 @@ typedef struct {
     int slots;             /* thread slots in the workspace */
 } wino_plan;
 
-static wino_plan plan_make(const dc_wino_pass *p, int N) {
+static wino_plan plan_make(const dc_wino_pass *p, int N, int block_scale) {
     wino_plan q;
     q.th = (p->H_out + 1) / 2;
     q.tw = (p->W_out + 1) / 2;
-    int target = WINO_BLOCK_FLOATS / (16 * (p->C_in + p->C_out));
+    int target = block_scale * WINO_BLOCK_FLOATS / (16 * (p->C_in + p->C_out));
     if (target < 16) target = 16;
     q.rows = target / q.tw;
     if (q.rows < 1) q.rows = 1;
@@ -83,8 +88,8 @@ static wino_plan plan_make(const dc_wino_pass *p, int N) {
      * plane is padded by two cache lines. */
     q.vplane = (size_t)p->C_in * q.tbp + 32;
     q.mplane = (size_t)p->C_out * q.tbp + 32;
-    /* V, M and the 4 output planes of one channel */
-    q.slot = 16 * (q.vplane + q.mplane) + (size_t)4 * q.tbp;
+    /* V, M (Dy in backward-weights), the 4 output planes of one channel, this thread's dU partial */
+    q.slot = 16 * (q.vplane + q.mplane) + (size_t)4 * q.tbp + (size_t)16 * p->C_out * p->C_in;
     q.slots = omp_get_num_procs();
     if (q.slots < 1) q.slots = 1;
     return q;
@@ -100,8 +105,9 @@ int dc_wino_usable(const dc_wino_pass *p) {
 
 size_t dc_wino_workspace_floats(const dc_wino_pass *p, int N) {
     if (!dc_wino_usable(p) || N < 1) return 0;
-    const wino_plan q = plan_make(p, N);
-    return q.u + (size_t)q.slots * q.slot;
+    const wino_plan f = plan_make(p, N, 1), b = plan_make(p, N, WGRAD_BLOCK_SCALE);
+    const size_t nf = f.u + (size_t)f.slots * f.slot, nb = b.u + (size_t)b.slots * b.slot;
+    return nf > nb ? nf : nb;
 }
 
 #if DC_WINO_AVAILABLE
@@ -152,13 +158,30 @@ static inline __m256 masked_row_load(const float *row, int at, __m256i ok) {
     return _mm256_maskload_ps((const float *)((uintptr_t)row + (intptr_t)at * (intptr_t)sizeof(float)), ok);
 }
 
+/* row[at .. at+7] with the columns outside [0, W) read as zero. */
+static inline __m256 row_vec(const float *row, int at, int W) {
+    if (at >= 0 && at + 8 <= W) return _mm256_loadu_ps(row + at);
+    const __m256i pos = _mm256_add_epi32(_mm256_set1_epi32(at), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i ok = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), pos),
+                                           _mm256_cmpgt_epi32(_mm256_set1_epi32(W), pos));
+    return masked_row_load(row, at, ok);
+}
+
+/* Stores the first n (1..8) lanes of v to dst. */
+static inline void store_lanes(float *dst, __m256 v, int n) {
+    if (n >= 8) {
+        _mm256_storeu_ps(dst, v);
+        return;
+    }
+    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(dst, keep, v);
+}
+
 /* V[xi][c][t] = (B^T d B)[xi] for the block's tiles, d the 4x4 input patch of tile t in channel c. */
 static void gather_transform_input(const dc_wino_pass *p, const wino_plan *q, int N, const float *restrict in,
                                    int row0, int nrows, float *restrict V) {
     const int Ci = p->C_in, tw = q->tw, tbp = q->tbp, H = p->H_in, W = p->W_in, pad = p->pad;
     const int ntiles = nrows * tw;
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), zero = _mm256_setzero_si256();
-    const __m256i width = _mm256_set1_epi32(W);
     const int64_t plane = (int64_t)q->vplane;
     for (int c = 0; c < Ci; c++) {
         for (int r = 0; r < nrows; r++) {
@@ -177,33 +200,13 @@ static void gather_transform_input(const dc_wino_pass *p, const wino_plan *q, in
                 const float *src = in + (((int64_t)c * N + n) * H + h) * W;
                 for (int tx = 0; tx < tw; tx += 8) {
                     const int base = 2 * tx - pad;
-                    __m256 v[4];
-                    static const int offs[4] = {0, 8, 2, 10};
-                    for (int k = 0; k < 4; k++) {
-                        const int at = base + offs[k];
-                        if (at >= 0 && at + 8 <= W) {
-                            v[k] = _mm256_loadu_ps(src + at);
-                        } else {
-                            const __m256i pos = _mm256_add_epi32(_mm256_set1_epi32(at), lane);
-                            const __m256i ok = _mm256_andnot_si256(_mm256_cmpgt_epi32(zero, pos),
-                                                                   _mm256_cmpgt_epi32(width, pos));
-                            v[k] = masked_row_load(src, at, ok);
-                        }
-                    }
-                    const __m256 e0 = deinterleave(v[0], v[1], 0), e1 = deinterleave(v[0], v[1], 1);
-                    const __m256 e2 = deinterleave(v[2], v[3], 0), e3 = deinterleave(v[2], v[3], 1);
-                    if (tx + 8 <= tw) {
-                        _mm256_storeu_ps(d0 + tx, e0);
-                        _mm256_storeu_ps(d1 + tx, e1);
-                        _mm256_storeu_ps(d2 + tx, e2);
-                        _mm256_storeu_ps(d3 + tx, e3);
-                    } else {
-                        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(tw - tx), lane);
-                        _mm256_maskstore_ps(d0 + tx, keep, e0);
-                        _mm256_maskstore_ps(d1 + tx, keep, e1);
-                        _mm256_maskstore_ps(d2 + tx, keep, e2);
-                        _mm256_maskstore_ps(d3 + tx, keep, e3);
-                    }
+                    const __m256 v0 = row_vec(src, base, W), v1 = row_vec(src, base + 8, W);
+                    const __m256 v2 = row_vec(src, base + 2, W), v3 = row_vec(src, base + 10, W);
+                    const int n_t = tw - tx;
+                    store_lanes(d0 + tx, deinterleave(v0, v1, 0), n_t);
+                    store_lanes(d1 + tx, deinterleave(v0, v1, 1), n_t);
+                    store_lanes(d2 + tx, deinterleave(v2, v3, 0), n_t);
+                    store_lanes(d3 + tx, deinterleave(v2, v3, 1), n_t);
                 }
             }
         }
@@ -334,7 +337,7 @@ static void transform_output(const dc_wino_pass *p, const wino_plan *q, int N, c
 
 void dc_wino_run(const dc_wino_pass *p, int N, const float *in, const float *w, const float *bias, float *out,
                  float *workspace) {
-    const wino_plan q = plan_make(p, N);
+    const wino_plan q = plan_make(p, N, 1);
     float *U = workspace;
     transform_weights(p, w, U);
     const int total_rows = N * q.th, blocks = (total_rows + q.rows - 1) / q.rows;
@@ -356,7 +359,167 @@ void dc_wino_run(const dc_wino_pass *p, int N, const float *in, const float *w, 
     }
 }
 
+/* ---- backward-weights ------------------------------------------------------------------------------------
+ *
+ * y_tile = A^T (U .* V) A is linear in U, so for one (k, c) pair
+ *     dL/dU[xi] = sum over tiles t of (A dy_t A^T)[xi] * V_t[xi]        dy_t: the 2x2 output-gradient tile
+ *     dL/dg     = G^T (dL/dU) G                                         (U = G g G^T)
+ * i.e. 16 GEMMs dU[xi][k][c] = sum_t Dy[xi][k][t] V[xi][c][t] that reduce over the tiles, then one small
+ * transform per weight. Outputs past an odd edge have no gradient (zero dy), so the clipped tiles are exact.
+ * Each thread accumulates its blocks into its own dU; the partials are summed in thread order at the end
+ * (deterministic for a fixed thread count, like every other backward-weights kernel here).
+ *
+ *     A dy A^T for dy = | a b |:  rows of A dy: (a, b), (a+c, b+d), (a-c, b-d), (-c, -d);
+ *                       | c d |   each row (p, q) times A^T: (p, p+q, p-q, -q)
+ */
+
+/* Dy[xi][k][t] = (A dy_t A^T)[xi] for the block's tiles (zero past the last tile and past odd edges). */
+static void gather_transform_dy(const dc_wino_pass *p, const wino_plan *q, int N, const float *restrict dy,
+                                int row0, int nrows, float *restrict D) {
+    const int Co = p->C_out, tw = q->tw, tbp = q->tbp, Ho = p->H_out, Wo = p->W_out;
+    const int ntiles = nrows * tw;
+    const int64_t plane = (int64_t)q->mplane;
+    const __m256 zero = _mm256_setzero_ps();
+    for (int k = 0; k < Co; k++) {
+        float *restrict base = D + (int64_t)k * tbp;
+        for (int r = 0; r < nrows; r++) {
+            const int rho = row0 + r, n = rho / q->th, ty = rho % q->th;
+            const float *r0 = dy + (((int64_t)k * N + n) * Ho + 2 * ty) * Wo;
+            const int has_r1 = 2 * ty + 1 < Ho;
+            for (int tx = 0; tx < tw; tx += 8) {
+                const __m256 u0 = row_vec(r0, 2 * tx, Wo), u1 = row_vec(r0, 2 * tx + 8, Wo);
+                const __m256 a = deinterleave(u0, u1, 0), b = deinterleave(u0, u1, 1);
+                __m256 c = zero, d = zero;
+                if (has_r1) {
+                    const __m256 w0 = row_vec(r0 + Wo, 2 * tx, Wo), w1 = row_vec(r0 + Wo, 2 * tx + 8, Wo);
+                    c = deinterleave(w0, w1, 0);
+                    d = deinterleave(w0, w1, 1);
+                }
+                const __m256 rows[4][2] = {{a, b},
+                                           {_mm256_add_ps(a, c), _mm256_add_ps(b, d)},
+                                           {_mm256_sub_ps(a, c), _mm256_sub_ps(b, d)},
+                                           {_mm256_sub_ps(zero, c), _mm256_sub_ps(zero, d)}};
+                const int n_t = tw - tx;
+                float *dst = base + r * tw + tx;
+                for (int i = 0; i < 4; i++) {
+                    const __m256 pp = rows[i][0], qq = rows[i][1];
+                    store_lanes(dst + (i * 4 + 0) * plane, pp, n_t);
+                    store_lanes(dst + (i * 4 + 1) * plane, _mm256_add_ps(pp, qq), n_t);
+                    store_lanes(dst + (i * 4 + 2) * plane, _mm256_sub_ps(pp, qq), n_t);
+                    store_lanes(dst + (i * 4 + 3) * plane, _mm256_sub_ps(zero, qq), n_t);
+                }
+            }
+        }
+        for (int xi = 0; xi < 16; xi++)
+            for (int t = ntiles; t < tbp; t++) base[xi * plane + t] = 0.0f;
+    }
+}
+
+static inline float hsum(__m256 v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+/* du[r][j] += sum_t dk[r][t] * vc[j][t] for r < 4, j < nc (rows tbp apart; du rows Ci apart). */
+static inline __attribute__((always_inline)) void wgrad_tile(const int nc, int tbp, int Ci,
+                                                             const float *restrict dk,
+                                                             const float *restrict vc, float *restrict du) {
+    __m256 acc[4][3];
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < nc; j++) acc[r][j] = _mm256_setzero_ps();
+    for (int t = 0; t < tbp; t += 8) {
+        __m256 x[3];
+        for (int j = 0; j < nc; j++) x[j] = _mm256_loadu_ps(vc + (int64_t)j * tbp + t);
+        for (int r = 0; r < 4; r++) {
+            const __m256 g = _mm256_loadu_ps(dk + (int64_t)r * tbp + t);
+            for (int j = 0; j < nc; j++) acc[r][j] = _mm256_fmadd_ps(g, x[j], acc[r][j]);
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < nc; j++) du[(int64_t)r * Ci + j] += hsum(acc[r][j]);
+}
+
+/* dU[xi][k][c] += sum over the block's tiles of D[xi][k][t] V[xi][c][t]. */
+static void block_wgrad(const dc_wino_pass *p, const wino_plan *q, const float *restrict D,
+                        const float *restrict V, float *restrict dU) {
+    const int Ci = p->C_in, Co = p->C_out, tbp = q->tbp;
+    for (int xi = 0; xi < 16; xi++) {
+        const float *dx = D + (int64_t)xi * q->mplane, *vx = V + (int64_t)xi * q->vplane;
+        float *du = dU + (int64_t)xi * Co * Ci;
+        for (int k0 = 0; k0 < Co; k0 += 4) {
+            const float *dk = dx + (int64_t)k0 * tbp;
+            float *duk = du + (int64_t)k0 * Ci;
+            int c0 = 0;
+            for (; c0 + 3 <= Ci; c0 += 3) wgrad_tile(3, tbp, Ci, dk, vx + (int64_t)c0 * tbp, duk + c0);
+            if (Ci - c0 == 2)
+                wgrad_tile(2, tbp, Ci, dk, vx + (int64_t)c0 * tbp, duk + c0);
+            else if (Ci - c0 == 1)
+                wgrad_tile(1, tbp, Ci, dk, vx + (int64_t)c0 * tbp, duk + c0);
+        }
+    }
+}
+
+void dc_wino_backward_weights(const dc_wino_pass *p, int N, const float *x, const float *dy, float *dw,
+                              float *workspace) {
+    const wino_plan q = plan_make(p, N, WGRAD_BLOCK_SCALE);
+    const int Ci = p->C_in, Co = p->C_out;
+    const size_t du_floats = (size_t)16 * Co * Ci;
+    const int total_rows = N * q.th, blocks = (total_rows + q.rows - 1) / q.rows;
+    int threads = omp_get_max_threads();
+    if (threads > q.slots) threads = q.slots;
+    const int64_t work = (int64_t)N * p->H_out * p->W_out * Ci * Co;
+    int used = 1;
+#pragma omp parallel num_threads(threads) if (blocks > 1 && work >= ((int64_t)1 << 16))
+    {
+        const int tid = omp_get_thread_num();
+#pragma omp single
+        used = omp_get_num_threads();
+        float *V = workspace + q.u + (size_t)tid * q.slot;
+        float *D = V + 16 * q.vplane;
+        float *dU = D + 16 * q.mplane + (size_t)4 * q.tbp;
+        memset(dU, 0, du_floats * sizeof(float));
+#pragma omp for schedule(static)
+        for (int b = 0; b < blocks; b++) {
+            const int row0 = b * q.rows, nrows = total_rows - row0 < q.rows ? total_rows - row0 : q.rows;
+            gather_transform_input(p, &q, N, x, row0, nrows, V);
+            gather_transform_dy(p, &q, N, dy, row0, nrows, D);
+            block_wgrad(p, &q, D, V, dU);
+        }
+    }
+    /* sum the partials in thread order, then dw[k][c] += G^T dU G */
+    float *sum = workspace; /* the transformed-weight region, unused by this pass */
+    for (size_t i = 0; i < du_floats; i++) {
+        float acc = 0.0f;
+        for (int t = 0; t < used; t++)
+            acc += workspace[q.u + (size_t)t * q.slot + 16 * (q.vplane + q.mplane) + (size_t)4 * q.tbp + i];
+        sum[i] = acc;
+    }
+    for (int k = 0; k < Co; k++)
+        for (int c = 0; c < Ci; c++) {
+            float u[4][4], t[3][4];
+            for (int xi = 0; xi < 16; xi++) u[xi / 4][xi % 4] = sum[((size_t)xi * Co + k) * Ci + c];
+            for (int j = 0; j < 4; j++) { /* G^T u */
+                t[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
+                t[1][j] = 0.5f * (u[1][j] - u[2][j]);
+                t[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
+            }
+            float *g = dw + ((size_t)k * Ci + c) * 9;
+            for (int i = 0; i < 3; i++) { /* (G^T u) G */
+                g[i * 3 + 0] += t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+                g[i * 3 + 1] += 0.5f * (t[i][1] - t[i][2]);
+                g[i * 3 + 2] += 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+            }
+        }
+}
+
 #else /* no AVX2 + FMA: never usable, never called */
+
+void dc_wino_backward_weights(const dc_wino_pass *p, int N, const float *x, const float *dy, float *dw,
+                              float *workspace) {
+    (void)p, (void)N, (void)x, (void)dy, (void)dw, (void)workspace;
+}
 
 void dc_wino_run(const dc_wino_pass *p, int N, const float *in, const float *w, const float *bias, float *out,
                  float *workspace) {

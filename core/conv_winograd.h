@@ -30,4 +30,9 @@ size_t dc_wino_workspace_floats(const dc_wino_pass *p, int N);
 void dc_wino_run(const dc_wino_pass *p, int N, const float *in, const float *w, const float *bias, float *out,
                  float *workspace);
 
+/* Backward-weights of the forward pass p (transpose = 0): dw[C_out][C_in][3][3] += dL/dw given x (the
+ * pass's input) and dy (its output gradient). */
+void dc_wino_backward_weights(const dc_wino_pass *p, int N, const float *x, const float *dy, float *dw,
+                              float *workspace);
+
 #endif /* DC_CONV_WINOGRAD_H */

@@ -163,6 +163,8 @@ static const engine_config configs[] = {
     {DC_CONV_ALGO_AUTO, 0, 0, "auto, default chunk"},
     {DC_CONV_ALGO_AUTO, 2, 0, "auto, 2 images/chunk"},
     {DC_CONV_ALGO_AUTO, 1, 1, "auto, 1 image/chunk, 1 thread"},
+    {DC_CONV_ALGO_WINOGRAD, 0, 0, "winograd, default chunk"},
+    {DC_CONV_ALGO_WINOGRAD, 1, 1, "winograd, 1 thread"},
     {DC_CONV_ALGO_DIRECT, 0, 0, "direct, default chunk"},
     {DC_CONV_ALGO_DIRECT, 1, 1, "direct, 1 image/chunk, 1 thread"},
     {DC_CONV_ALGO_IM2COL, 0, 0, "im2col, default chunk"},
@@ -398,6 +400,14 @@ static void check_algorithm_choice(void) {
     dc_conv_shape s;
     REQUIRE(dc_conv_shape_init(&s, 16, 16, 3, 3, 1, 1, 1, 32, 32) == DC_OK);
 #if defined(__AVX2__) && defined(__FMA__)
+    /* AUTO: direct on 16 channels, Winograd on 32 at 16x16, direct again on 64 at 8x8 */
+    EXPECT(!dc_conv_uses_winograd(&s, 0) && dc_conv_uses_direct(&s, 0) && dc_conv_uses_direct(&s, 1));
+    dc_conv_shape s32, s64;
+    REQUIRE(dc_conv_shape_init(&s32, 32, 32, 3, 3, 1, 1, 1, 16, 16) == DC_OK);
+    REQUIRE(dc_conv_shape_init(&s64, 64, 64, 3, 3, 1, 1, 1, 8, 8) == DC_OK);
+    EXPECT(dc_conv_uses_winograd(&s32, 0) && dc_conv_uses_winograd(&s32, 1));
+    EXPECT(!dc_conv_uses_winograd(&s64, 0) && dc_conv_uses_direct(&s64, 0));
+    dc_conv_set_algo(DC_CONV_ALGO_WINOGRAD);
     EXPECT(dc_conv_uses_winograd(&s, 0) && dc_conv_uses_winograd(&s, 1));
     EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
     dc_conv_set_algo(DC_CONV_ALGO_DIRECT);
@@ -406,9 +416,10 @@ static void check_algorithm_choice(void) {
     dc_conv_set_algo(DC_CONV_ALGO_IM2COL);
     EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
     EXPECT(!dc_conv_uses_winograd(&s, 0) && !dc_conv_uses_winograd(&s, 1));
-    dc_conv_set_algo(DC_CONV_ALGO_AUTO);
+    dc_conv_set_algo(DC_CONV_ALGO_WINOGRAD);
     REQUIRE(dc_conv_shape_init(&s, 128, 128, 3, 3, 1, 1, 1, 7, 7) == DC_OK); /* odd width: Winograd only */
     EXPECT(dc_conv_uses_winograd(&s, 0) && dc_conv_uses_winograd(&s, 1));
+    dc_conv_set_algo(DC_CONV_ALGO_AUTO);
 #else
     EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
     EXPECT(!dc_conv_uses_winograd(&s, 0) && !dc_conv_uses_winograd(&s, 1));
@@ -433,7 +444,11 @@ static void check_algorithm_choice(void) {
 static void check_winograd_thread_invariance(void) {
     dc_conv_shape s;
     REQUIRE(dc_conv_shape_init(&s, 32, 32, 3, 3, 1, 1, 1, 16, 16) == DC_OK);
-    if (!dc_conv_uses_winograd(&s, 0)) return; /* no AVX2 build: nothing to check */
+    dc_conv_set_algo(DC_CONV_ALGO_WINOGRAD);
+    if (!dc_conv_uses_winograd(&s, 0)) { /* no AVX2 build: nothing to check */
+        dc_conv_set_algo(DC_CONV_ALGO_AUTO);
+        return;
+    }
     const int N = 5, threads = omp_get_max_threads();
     const size_t nx = (size_t)32 * N * 256, nw = (size_t)32 * 32 * 9, nws = dc_conv_workspace_floats(&s, N);
     float *x = alloc_floats(nx), *w = alloc_floats(nw), *ws = alloc_floats(nws), *dw = alloc_floats(nw);
@@ -446,6 +461,7 @@ static void check_winograd_thread_invariance(void) {
         dc_conv_backward(&s, N, x, w, y[0], dx[k], dw, NULL, ws);
     }
     omp_set_num_threads(threads);
+    dc_conv_set_algo(DC_CONV_ALGO_AUTO);
     EXPECTF(memcmp(y[0], y[1], nx * sizeof(float)) == 0, "winograd forward differs between 1 and 3 threads");
     EXPECTF(memcmp(dx[0], dx[1], nx * sizeof(float)) == 0, "winograd dx differs between 1 and 3 threads");
     free(x), free(w), free(ws), free(dw), free(y[0]), free(y[1]), free(dx[0]), free(dx[1]);
@@ -556,8 +572,9 @@ int main(void) {
     /* finite differences check the math, not the threading: one thread (thousands of tiny forwards) */
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
-    const dc_conv_algo algos[3] = {DC_CONV_ALGO_AUTO, DC_CONV_ALGO_DIRECT, DC_CONV_ALGO_IM2COL};
-    for (int a = 0; a < 3; a++) {
+    const dc_conv_algo algos[4] = {DC_CONV_ALGO_AUTO, DC_CONV_ALGO_WINOGRAD, DC_CONV_ALGO_DIRECT,
+                                   DC_CONV_ALGO_IM2COL};
+    for (int a = 0; a < 4; a++) {
         dc_conv_set_algo(algos[a]);
         for (int i = 0; i < n_small; i++) check_finite_differences(&small_cases[i]);
     }
