@@ -752,11 +752,12 @@ static void direct_backward_weights(const dc_conv_shape *s, int N, const float *
 /* ---- workspace and algorithm choice -------------------------------------------------------------------- */
 
 /* The Winograd pass of forward (backward_data = 0) or backward-data (1); usable only for 3x3 stride 1. */
-/* AUTO takes Winograd where it measured faster than the direct kernels (bench_conv, interleaved, 1 and 2
- * threads; docs/PERFORMANCE.md): at least 32 channels in and out, and output rows of at least 16 (8 tiles,
- * one full vector). On 16 channels the two are even; on 8x8 images half of each tile vector is empty and
- * the direct kernel is ~15% faster. WINOGRAD takes it wherever it is usable (tests). */
-static int winograd_pass(const dc_conv_shape *s, int backward_data, dc_wino_pass *p) {
+/* AUTO takes Winograd where it measured faster than the direct kernels and im2col (bench/run_bench_conv.sh,
+ * interleaved, docs/PERFORMANCE.md): at least 32 channels in and out, and tile rows that fill at least 3/4 of
+ * their 8-wide vectors (output width 16, 28, 14: yes; 8: half empty, and the direct kernel is faster). On 16
+ * channels the two are even. Backward-weights (for_weights) also needs at most 128 channels: its per-thread
+ * dU partial, 16 * C_out * C_in floats, falls out of L2 above that. WINOGRAD takes it wherever usable. */
+static int winograd_pass_for(const dc_conv_shape *s, int backward_data, int for_weights, dc_wino_pass *p) {
     const dc_conv_algo algo = dc_conv_get_algo();
     if (algo != DC_CONV_ALGO_AUTO && algo != DC_CONV_ALGO_WINOGRAD) return 0;
     if (s->KH != 3 || s->KW != 3 || s->stride != 1 || s->groups != 1) return 0;
@@ -764,8 +765,16 @@ static int winograd_pass(const dc_conv_shape *s, int backward_data, dc_wino_pass
         *p = (dc_wino_pass){s->C_in, s->C_out, s->H_in, s->W_in, s->pad, s->H_out, s->W_out, 0};
     else /* dx = conv(dy padded by 2 - pad, w transposed and flipped) */
         *p = (dc_wino_pass){s->C_out, s->C_in, s->H_out, s->W_out, 2 - s->pad, s->H_in, s->W_in, 1};
-    if (algo == DC_CONV_ALGO_AUTO && (p->C_in < 32 || p->C_out < 32 || p->W_out < 16)) return 0;
+    if (algo == DC_CONV_ALGO_AUTO) {
+        const int tiles_per_row = (p->W_out + 1) / 2, lanes = (tiles_per_row + 7) / 8 * 8;
+        if (p->C_in < 32 || p->C_out < 32 || 4 * tiles_per_row < 3 * lanes) return 0;
+        if (for_weights && (p->C_in > 128 || p->C_out > 128)) return 0;
+    }
     return dc_wino_usable(p);
+}
+
+static int winograd_pass(const dc_conv_shape *s, int backward_data, dc_wino_pass *p) {
+    return winograd_pass_for(s, backward_data, 0, p);
 }
 
 int dc_conv_uses_winograd(const dc_conv_shape *s, int backward_data) {
@@ -903,7 +912,7 @@ void dc_conv_backward(const dc_conv_shape *s, int N, const float *x, const float
      * im2col + sgemm, chunk by chunk, with backward-weights and backward-data sharing each chunk's col. */
     const direct_geom gd = direct_geom_backward_data(s), gf = direct_geom_forward(s);
     dc_wino_pass dx_pass, dw_pass;
-    const int dw_wino = winograd_pass(s, 0, &dw_pass);
+    const int dw_wino = winograd_pass_for(s, 0, 1, &dw_pass);
     const int dw_direct = !dw_wino && direct_usable(s, &gf);
     const int dx_wino = dx && winograd_pass(s, 1, &dx_pass);
     const int dx_direct = dx && !dx_wino && direct_usable(s, &gd);

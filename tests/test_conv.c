@@ -407,6 +407,9 @@ static void check_algorithm_choice(void) {
     REQUIRE(dc_conv_shape_init(&s64, 64, 64, 3, 3, 1, 1, 1, 8, 8) == DC_OK);
     EXPECT(dc_conv_uses_winograd(&s32, 0) && dc_conv_uses_winograd(&s32, 1));
     EXPECT(!dc_conv_uses_winograd(&s64, 0) && dc_conv_uses_direct(&s64, 0));
+    dc_conv_shape s256;
+    REQUIRE(dc_conv_shape_init(&s256, 256, 256, 3, 3, 1, 1, 1, 14, 14) == DC_OK); /* 7 tiles per row */
+    EXPECT(dc_conv_uses_winograd(&s256, 0) && dc_conv_uses_winograd(&s256, 1));
     dc_conv_set_algo(DC_CONV_ALGO_WINOGRAD);
     EXPECT(dc_conv_uses_winograd(&s, 0) && dc_conv_uses_winograd(&s, 1));
     EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
@@ -562,6 +565,7 @@ int main(void) {
         {128, 128, 3, 3, 1, 1, 32, 8, 8, 2, 0, "resnext 3x3 groups=32"},
         {128, 128, 3, 3, 1, 1, 1, 7, 7, 3, 1, "resnet50 3x3 128 7x7 (winograd, odd)"},
         {32, 32, 3, 3, 1, 1, 1, 16, 16, 9, 0, "resnet32 32ch 16x16, 9 images (many blocks)"},
+        {256, 256, 3, 3, 1, 1, 1, 14, 14, 1, 0, "resnet50 256ch 14x14 (auto: winograd, im2col dw)"},
         {3, 8, 7, 7, 2, 3, 1, 131, 129, 2, 1, "7x7 s2 p3 plane too big for the stack buffer"},
     };
     const int n_small = (int)(sizeof(small_cases) / sizeof(small_cases[0]));
