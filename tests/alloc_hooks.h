@@ -81,7 +81,7 @@ __attribute__((unused)) static long our_allocs(void) {
 #else
 static volatile int counting = 0;
 static volatile long n_allocs = 0;
-static void *callers[1];
+__attribute__((unused)) static void *callers[1];
 __attribute__((unused)) static long our_allocs(void) {
     return 0;
 }
