@@ -33,8 +33,9 @@ size_t dc_conv_chunk_min_cols(void);
 int dc_conv_images_per_chunk(const dc_conv_shape *s, int N);
 
 /* Which algorithm runs each pass. AUTO (the default) takes Winograd F(2x2,3x3) for 3x3 stride-1 passes
- * where it measured faster (>= 32 channels in and out, tile rows filling >= 3/4 of a vector, and for
- * backward-weights <= 128 channels; conv_im2col.c, winograd_pass_for), else the direct
+ * where it measured faster and F(2x2,3x3) applies (>= 32 channels in and out, tile rows filling >= 3/4 of
+ * a vector, output width not a multiple of 32; backward-weights <= 128 channels; conv_im2col.c,
+ * winograd_pass_for), else the direct
  * stride-1 AVX2 kernels where they apply (stride 1, groups 1, output width % 8 == 0, output channels % 8 ==
  * 0, built with AVX2+FMA), else im2col + sgemm. WINOGRAD takes Winograd wherever it is usable (3x3 stride 1,
  * 4..256 channels, C_out % 4 == 0), DIRECT never, IM2COL forces im2col + sgemm everywhere (tests and

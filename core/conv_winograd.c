@@ -52,6 +52,7 @@
 #endif
 
 typedef struct {
+    int m, np;             /* output tile m x m (2 or 4), np = (m + 2)^2 transform positions (planes) */
     int th, tw;            /* tile rows and columns per image */
     int rows;              /* tile rows per block */
     int tbp;               /* tiles per block rounded up to a multiple of 8 */
@@ -61,11 +62,13 @@ typedef struct {
     int slots;             /* thread slots in the workspace */
 } wino_plan;
 
-static wino_plan plan_make(const dc_wino_pass *p, int N, int block_scale) {
+static wino_plan plan_make(const dc_wino_pass *p, int N, int block_scale, int m) {
     wino_plan q;
-    q.th = (p->H_out + 1) / 2;
-    q.tw = (p->W_out + 1) / 2;
-    int target = block_scale * WINO_BLOCK_FLOATS / (16 * (p->C_in + p->C_out));
+    q.m = m;
+    q.np = (m + 2) * (m + 2);
+    q.th = (p->H_out + m - 1) / m;
+    q.tw = (p->W_out + m - 1) / m;
+    int target = block_scale * WINO_BLOCK_FLOATS / (q.np * (p->C_in + p->C_out));
     if (target < 16) target = 16;
     q.rows = target / q.tw;
     if (q.rows < 1) q.rows = 1;
@@ -77,22 +80,28 @@ static wino_plan plan_make(const dc_wino_pass *p, int N, int block_scale) {
         g = a;
         a = t;
     }
-    const int m = 24 / g, rounded = (q.rows + m - 1) / m * m;
+    const int step = 24 / g, rounded = (q.rows + step - 1) / step * step;
     if (2 * rounded <= 3 * q.rows) q.rows = rounded;
     const int total_rows = N * q.th;
     if (q.rows > total_rows) q.rows = total_rows > 0 ? total_rows : 1;
     q.tbp = (q.rows * q.tw + 7) / 8 * 8;
-    q.u = ((size_t)16 * p->C_out * p->C_in + 15) / 16 * 16;
+    q.u = ((size_t)q.np * p->C_out * p->C_in + 15) / 16 * 16;
     /* The 16 planes are read and written together, 16 streams: a plane size that is a multiple of 4 KiB
      * would put them all in the same L1 sets (and make loads alias the stores to other planes), so each
      * plane is padded by two cache lines. */
     q.vplane = (size_t)p->C_in * q.tbp + 32;
     q.mplane = (size_t)p->C_out * q.tbp + 32;
-    /* V, M (Dy in backward-weights), the 4 output planes of one channel, this thread's dU partial */
-    q.slot = 16 * (q.vplane + q.mplane) + (size_t)4 * q.tbp + (size_t)16 * p->C_out * p->C_in;
+    /* V, M (Dy in backward-weights), the m*m output planes of one channel, backward-weights' dU partial */
+    q.slot = q.np * (q.vplane + q.mplane) + (size_t)m * m * q.tbp + (size_t)16 * p->C_out * p->C_in;
     q.slots = omp_get_num_procs();
     if (q.slots < 1) q.slots = 1;
     return q;
+}
+
+/* F(4x4,3x3) where whole vectors of 8 tiles fill the rows (output width a multiple of 32), else F(2x2,3x3).
+ */
+static int tile_size(const dc_wino_pass *p) {
+    return p->W_out % 32 == 0 ? 4 : 2;
 }
 
 int dc_wino_usable(const dc_wino_pass *p) {
@@ -105,7 +114,7 @@ int dc_wino_usable(const dc_wino_pass *p) {
 
 size_t dc_wino_workspace_floats(const dc_wino_pass *p, int N) {
     if (!dc_wino_usable(p) || N < 1) return 0;
-    const wino_plan f = plan_make(p, N, 1), b = plan_make(p, N, WGRAD_BLOCK_SCALE);
+    const wino_plan f = plan_make(p, N, 1, tile_size(p)), b = plan_make(p, N, WGRAD_BLOCK_SCALE, 2);
     const size_t nf = f.u + (size_t)f.slots * f.slot, nb = b.u + (size_t)b.slots * b.slot;
     return nf > nb ? nf : nb;
 }
@@ -257,7 +266,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const int nv, int Ci
 static void block_gemms(const dc_wino_pass *p, const wino_plan *q, const float *restrict U,
                         const float *restrict V, float *restrict Mb) {
     const int Ci = p->C_in, Co = p->C_out, KB = Co / 4, tbp = q->tbp;
-    for (int xi = 0; xi < 16; xi++) {
+    for (int xi = 0; xi < q->np; xi++) {
         const float *vx = V + (int64_t)xi * q->vplane;
         float *mx = Mb + (int64_t)xi * q->mplane;
         for (int kb = 0; kb < KB; kb++) {
@@ -335,11 +344,194 @@ static void transform_output(const dc_wino_pass *p, const wino_plan *q, int N, c
     }
 }
 
+/* ---- F(4x4, 3x3) ------------------------------------------------------------------------------------------
+ *
+ * The same scheme with 4x4 output tiles from 6x6 input patches: 36 products per 16 outputs (2.25 per output
+ * instead of F(2x2)'s 4), with the transforms of Lavin & Gray (interpolation points 0, +-1, +-2):
+ *
+ *     B^T = | 4  0 -5  0  1  0 |   G = | 1/4     0     0  |   A^T = | 1  1  1  1  1  0 |
+ *           | 0 -4 -4  1  1  0 |       | -1/6 -1/6  -1/6  |         | 0  1 -1  2 -2  0 |
+ *           | 0  4 -4 -1  1  0 |       | -1/6  1/6  -1/6  |         | 0  1  1  4  4  0 |
+ *           | 0 -2 -1  2  1  0 |       | 1/24  1/12  1/6  |         | 0  1 -1  8 -8  1 |
+ *           | 0  2 -1 -2  1  0 |       | 1/24 -1/12  1/6  |
+ *           | 0  4  0 -5  0  1 |       | 0     0     1    |
+ *
+ * The larger constants cost accuracy: about 1e-6 relative in float against 4e-7 for F(2x2) (64 channels,
+ * measured with numpy), still far inside the tests' 2e-5. Used only where 8 tiles fill every vector of a tile
+ * row (output width a multiple of 32), so the gather and the scatter need no edge lanes in x; rows past an
+ * edge in y are zero (input) or clipped (output). */
+
+/* Per 128-bit lane, the 4x4 transpose of (a, b, c, d): row k of the result holds element k of each. */
+static inline void transpose4_lanes(__m256 *a, __m256 *b, __m256 *c, __m256 *d) {
+    const __m256 t0 = _mm256_unpacklo_ps(*a, *b), t1 = _mm256_unpacklo_ps(*c, *d);
+    const __m256 t2 = _mm256_unpackhi_ps(*a, *b), t3 = _mm256_unpackhi_ps(*c, *d);
+    *a = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0));
+    *b = _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2));
+    *c = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    *d = _mm256_shuffle_ps(t2, t3, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+/* The 32 floats at row[at ..] as 4 vectors p[k][t] = row[at + 4t + k], t = 0..7 in order. */
+static inline void deinterleave4(const float *row, int at, int W, __m256 p[4]) {
+    __m256 a = row_vec(row, at, W), b = row_vec(row, at + 8, W), c = row_vec(row, at + 16, W),
+           d = row_vec(row, at + 24, W);
+    transpose4_lanes(&a, &b, &c, &d); /* lanes now hold tiles 0 2 4 6 | 1 3 5 7 */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    p[0] = _mm256_permutevar8x32_ps(a, order);
+    p[1] = _mm256_permutevar8x32_ps(b, order);
+    p[2] = _mm256_permutevar8x32_ps(c, order);
+    p[3] = _mm256_permutevar8x32_ps(d, order);
+}
+
+/* r = B^T d for one column (or row) of 6 values, 8 tiles at a time. */
+static inline void bt6(const __m256 d[6], __m256 r[6]) {
+    const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f), two = _mm256_set1_ps(2.0f);
+    const __m256 d42 = _mm256_sub_ps(d[4], d[2]), d31 = _mm256_sub_ps(d[3], d[1]);
+    r[0] = _mm256_fnmadd_ps(five, d[2], _mm256_fmadd_ps(four, d[0], d[4]));
+    r[1] = _mm256_fnmadd_ps(four, _mm256_add_ps(d[1], d[2]), _mm256_add_ps(d[3], d[4]));
+    r[2] = _mm256_fmadd_ps(four, _mm256_sub_ps(d[1], d[2]), _mm256_sub_ps(d[4], d[3]));
+    r[3] = _mm256_fmadd_ps(two, d31, d42);
+    r[4] = _mm256_fnmadd_ps(two, d31, d42);
+    r[5] = _mm256_fnmadd_ps(five, d[3], _mm256_fmadd_ps(four, d[1], d[5]));
+}
+
+/* o = A^T m for one column (or row) of 6 values. */
+static inline void at6(const __m256 m[6], __m256 o[4]) {
+    const __m256 a12 = _mm256_add_ps(m[1], m[2]), s12 = _mm256_sub_ps(m[1], m[2]);
+    const __m256 a34 = _mm256_add_ps(m[3], m[4]), s34 = _mm256_sub_ps(m[3], m[4]);
+    o[0] = _mm256_add_ps(_mm256_add_ps(m[0], a12), a34);
+    o[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), s34, s12);
+    o[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), a34, a12);
+    o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), s34, s12), m[5]);
+}
+
+static void transform_weights4(const dc_wino_pass *p, const float *restrict w, float *restrict U) {
+    const int Ci = p->C_in, Co = p->C_out, KB = Co / 4;
+    static const float G[6][3] = {{0.25f, 0, 0},
+                                  {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                  {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                  {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                  {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                  {0, 0, 1}};
+#pragma omp parallel for schedule(static) if ((int64_t)Ci * Co >= 4096)
+    for (int k = 0; k < Co; k++) {
+        for (int c = 0; c < Ci; c++) {
+            float g[3][3], t[6][3];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++)
+                    g[i][j] = p->transpose ? w[(((int64_t)c * Co + k) * 3 + (2 - i)) * 3 + (2 - j)]
+                                           : w[(((int64_t)k * Ci + c) * 3 + i) * 3 + j];
+            for (int i = 0; i < 6; i++) /* G g */
+                for (int j = 0; j < 3; j++)
+                    t[i][j] = G[i][0] * g[0][j] + G[i][1] * g[1][j] + G[i][2] * g[2][j];
+            for (int i = 0; i < 6; i++) /* (G g) G^T */
+                for (int j = 0; j < 6; j++) {
+                    const float u = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+                    U[(((int64_t)(i * 6 + j) * KB + k / 4) * Ci + c) * 4 + k % 4] = u;
+                }
+        }
+    }
+}
+
+static void gather_transform_input4(const dc_wino_pass *p, const wino_plan *q, int N,
+                                    const float *restrict in, int row0, int nrows, float *restrict V) {
+    const int Ci = p->C_in, tw = q->tw, tbp = q->tbp, H = p->H_in, W = p->W_in, pad = p->pad;
+    const int64_t plane = (int64_t)q->vplane;
+    for (int c = 0; c < Ci; c++) {
+        float *restrict base = V + (int64_t)c * tbp;
+        for (int r = 0; r < nrows; r++) {
+            const int rho = row0 + r, n = rho / q->th, ty = rho % q->th;
+            for (int i = 0; i < 6; i++) {
+                const int h = 4 * ty - pad + i;
+                float *restrict d = base + (i * 6) * plane + r * tw;
+                if (h < 0 || h >= H) {
+                    for (int j = 0; j < 6; j++)
+                        for (int tx = 0; tx < tw; tx++) d[j * plane + tx] = 0.0f;
+                    continue;
+                }
+                const float *src = in + (((int64_t)c * N + n) * H + h) * W;
+                for (int tx = 0; tx < tw; tx += 8) { /* tw % 8 == 0 */
+                    __m256 ph[4], sh[4];
+                    deinterleave4(src, 4 * tx - pad, W, ph);     /* columns 4t + 0..3 */
+                    deinterleave4(src, 4 * tx - pad + 4, W, sh); /* columns 4t + 4, 4t + 5 */
+                    for (int j = 0; j < 4; j++) _mm256_storeu_ps(d + j * plane + tx, ph[j]);
+                    _mm256_storeu_ps(d + 4 * plane + tx, sh[0]);
+                    _mm256_storeu_ps(d + 5 * plane + tx, sh[1]);
+                }
+            }
+        }
+        for (int xi = 0; xi < 36; xi++)
+            for (int t = nrows * tw; t < tbp; t++) base[xi * plane + t] = 0.0f;
+        for (int t = 0; t < tbp; t += 8) { /* B^T d B: rows, then columns, in place */
+            for (int i = 0; i < 6; i++) {
+                __m256 d[6], r[6];
+                for (int j = 0; j < 6; j++) d[j] = _mm256_loadu_ps(base + (i * 6 + j) * plane + t);
+                bt6(d, r);
+                for (int j = 0; j < 6; j++) _mm256_storeu_ps(base + (i * 6 + j) * plane + t, r[j]);
+            }
+            for (int j = 0; j < 6; j++) {
+                __m256 d[6], r[6];
+                for (int i = 0; i < 6; i++) d[i] = _mm256_loadu_ps(base + (i * 6 + j) * plane + t);
+                bt6(d, r);
+                for (int i = 0; i < 6; i++) _mm256_storeu_ps(base + (i * 6 + j) * plane + t, r[i]);
+            }
+        }
+    }
+}
+
+static void transform_output4(const dc_wino_pass *p, const wino_plan *q, int N, const float *restrict Mb,
+                              int row0, int nrows, const float *restrict bias, float *restrict out,
+                              float *restrict ybuf) {
+    const int Co = p->C_out, tw = q->tw, tbp = q->tbp, Ho = p->H_out, Wo = p->W_out;
+    const int64_t plane = (int64_t)q->mplane;
+    const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7); /* tiles 0..7 -> 0 2 4 6 | 1 3 5 7 */
+    for (int k = 0; k < Co; k++) {
+        const float *base = Mb + (int64_t)k * tbp;
+        const __m256 b = _mm256_set1_ps(bias ? bias[k] : 0.0f);
+        for (int t = 0; t < tbp; t += 8) {
+            __m256 s[6][4]; /* A^T along j, for each of the 6 rows */
+            for (int i = 0; i < 6; i++) {
+                __m256 m[6];
+                for (int j = 0; j < 6; j++) m[j] = _mm256_loadu_ps(base + (i * 6 + j) * plane + t);
+                at6(m, s[i]);
+            }
+            for (int jj = 0; jj < 4; jj++) { /* A^T along i */
+                __m256 m[6], o[4];
+                for (int i = 0; i < 6; i++) m[i] = s[i][jj];
+                at6(m, o);
+                for (int a = 0; a < 4; a++)
+                    _mm256_storeu_ps(ybuf + (a * 4 + jj) * tbp + t, _mm256_add_ps(o[a], b));
+            }
+        }
+        for (int r = 0; r < nrows; r++) {
+            const int rho = row0 + r, n = rho / q->th, ty = rho % q->th;
+            for (int a = 0; a < 4 && 4 * ty + a < Ho; a++) {
+                float *restrict o = out + (((int64_t)k * N + n) * Ho + 4 * ty + a) * Wo;
+                const float *y = ybuf + (a * 4) * tbp + r * tw;
+                for (int tx = 0; tx < tw; tx += 8) { /* out[4t + jj] = y[jj][t] */
+                    __m256 z0 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(y + tx), order);
+                    __m256 z1 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(y + tbp + tx), order);
+                    __m256 z2 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(y + 2 * tbp + tx), order);
+                    __m256 z3 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(y + 3 * tbp + tx), order);
+                    transpose4_lanes(&z0, &z1, &z2, &z3);
+                    _mm256_storeu_ps(o + 4 * tx, z0);
+                    _mm256_storeu_ps(o + 4 * tx + 8, z1);
+                    _mm256_storeu_ps(o + 4 * tx + 16, z2);
+                    _mm256_storeu_ps(o + 4 * tx + 24, z3);
+                }
+            }
+        }
+    }
+}
+
 void dc_wino_run(const dc_wino_pass *p, int N, const float *in, const float *w, const float *bias, float *out,
                  float *workspace) {
-    const wino_plan q = plan_make(p, N, 1);
+    const wino_plan q = plan_make(p, N, 1, tile_size(p));
     float *U = workspace;
-    transform_weights(p, w, U);
+    if (q.m == 4)
+        transform_weights4(p, w, U);
+    else
+        transform_weights(p, w, U);
     const int total_rows = N * q.th, blocks = (total_rows + q.rows - 1) / q.rows;
     int threads = omp_get_max_threads();
     if (threads > q.slots) threads = q.slots;
@@ -347,14 +539,20 @@ void dc_wino_run(const dc_wino_pass *p, int N, const float *in, const float *w, 
 #pragma omp parallel num_threads(threads) if (blocks > 1 && work >= ((int64_t)1 << 16))
     {
         float *V = workspace + q.u + (size_t)omp_get_thread_num() * q.slot;
-        float *Mb = V + 16 * q.vplane;
-        float *ybuf = Mb + 16 * q.mplane;
+        float *Mb = V + q.np * q.vplane;
+        float *ybuf = Mb + q.np * q.mplane;
 #pragma omp for schedule(static)
         for (int b = 0; b < blocks; b++) {
             const int row0 = b * q.rows, nrows = total_rows - row0 < q.rows ? total_rows - row0 : q.rows;
-            gather_transform_input(p, &q, N, in, row0, nrows, V);
-            block_gemms(p, &q, U, V, Mb);
-            transform_output(p, &q, N, Mb, row0, nrows, bias, out, ybuf);
+            if (q.m == 4) {
+                gather_transform_input4(p, &q, N, in, row0, nrows, V);
+                block_gemms(p, &q, U, V, Mb);
+                transform_output4(p, &q, N, Mb, row0, nrows, bias, out, ybuf);
+            } else {
+                gather_transform_input(p, &q, N, in, row0, nrows, V);
+                block_gemms(p, &q, U, V, Mb);
+                transform_output(p, &q, N, Mb, row0, nrows, bias, out, ybuf);
+            }
         }
     }
 }
@@ -463,7 +661,7 @@ static void block_wgrad(const dc_wino_pass *p, const wino_plan *q, const float *
 
 void dc_wino_backward_weights(const dc_wino_pass *p, int N, const float *x, const float *dy, float *dw,
                               float *workspace) {
-    const wino_plan q = plan_make(p, N, WGRAD_BLOCK_SCALE);
+    const wino_plan q = plan_make(p, N, WGRAD_BLOCK_SCALE, 2);
     const int Ci = p->C_in, Co = p->C_out;
     const size_t du_floats = (size_t)16 * Co * Ci;
     const int total_rows = N * q.th, blocks = (total_rows + q.rows - 1) / q.rows;

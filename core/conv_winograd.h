@@ -1,5 +1,7 @@
 /*
- * conv_winograd.h: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (conv_winograd.c), behind conv.h.
+ * conv_winograd.h: Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions (conv_winograd.c),
+ * behind conv.h. A pass takes F(4x4) when its output width is a multiple of 32, else F(2x2); backward-weights
+ * is always F(2x2).
  *
  * Internal to the convolution engine: conv_im2col.c chooses it for forward and for backward-data (which is
  * the forward convolution of dy with the transposed, flipped weights), and sizes its workspace. Nothing else

@@ -400,8 +400,12 @@ static void check_algorithm_choice(void) {
     dc_conv_shape s;
     REQUIRE(dc_conv_shape_init(&s, 16, 16, 3, 3, 1, 1, 1, 32, 32) == DC_OK);
 #if defined(__AVX2__) && defined(__FMA__)
-    /* AUTO: direct on 16 channels, Winograd on 32 at 16x16, direct again on 64 at 8x8 */
+    /* AUTO: direct on 16 channels and on widths that are multiples of 32 (F(4x4) is opt-in), Winograd
+     * F(2x2) on 32 channels at 16x16, direct again on 64 at 8x8 */
     EXPECT(!dc_conv_uses_winograd(&s, 0) && dc_conv_uses_direct(&s, 0) && dc_conv_uses_direct(&s, 1));
+    dc_conv_shape s32w;
+    REQUIRE(dc_conv_shape_init(&s32w, 32, 32, 3, 3, 1, 1, 1, 32, 32) == DC_OK);
+    EXPECT(!dc_conv_uses_winograd(&s32w, 0));
     dc_conv_shape s32, s64;
     REQUIRE(dc_conv_shape_init(&s32, 32, 32, 3, 3, 1, 1, 1, 16, 16) == DC_OK);
     REQUIRE(dc_conv_shape_init(&s64, 64, 64, 3, 3, 1, 1, 1, 8, 8) == DC_OK);
@@ -555,9 +559,13 @@ int main(void) {
         {12, 4, 3, 3, 1, 2, 1, 3, 5, 3, 0, "winograd 3x3 p2 (dx pad 0)"},
         {4, 8, 3, 3, 1, 1, 1, 1, 1, 5, 1, "winograd 3x3 p1 on 1x1 images"},
         {4, 4, 3, 3, 1, 0, 1, 3, 3, 4, 0, "winograd 3x3 p0 to 1x1 (dx 1x1 -> 3x3)"},
+        /* width 32: F(4x4,3x3), with rows clipped at the bottom (5 = 4 + 1) and pad 2 (dx pad 0) */
+        {4, 8, 3, 3, 1, 1, 1, 5, 32, 2, 1, "winograd F(4x4) 5x32"},
+        {8, 4, 3, 3, 1, 2, 1, 3, 30, 2, 0, "winograd F(4x4) p2 3x30 -> 5x32 (dx F(2x2))"},
     };
     static const conv_case big_cases[] = {
         {16, 16, 3, 3, 1, 1, 1, 32, 32, 4, 0, "resnet32 16ch 3x3"},
+        {16, 16, 3, 3, 1, 1, 1, 32, 32, 8, 1, "resnet32 16ch 3x3, 8 images (a 1-row last block)"},
         {64, 64, 3, 3, 1, 1, 1, 8, 8, 6, 1, "resnet32 64ch 3x3 8x8"},
         {32, 64, 3, 3, 2, 1, 1, 16, 16, 4, 0, "resnet32 3x3 s2 32->64"},
         {32, 64, 1, 1, 2, 0, 1, 16, 16, 4, 0, "resnet 1x1 s2 shortcut"},
