@@ -759,8 +759,11 @@ static void direct_backward_weights(const dc_conv_shape *s, int N, const float *
  * F(4x4,3x3), which is faster (1.2-1.4x on the 16-channel CIFAR layer) but 9x less accurate per convolution
  * (3.8e-6 against 4.2e-7 relative): enough to take PyTorch's 3-step ResNet-8 trajectory (test_golden) from
  * 1.4e-7 to 4.5e-4, beyond its 1e-4 tolerance, so AUTO leaves those widths to the direct kernel and F(4x4) is
- * opt-in (DC_CONV_ALGO=winograd). Backward-weights (for_weights, always F(2x2)) also needs at most 128
- * channels: its per-thread dU partial, 16 * C_out * C_in floats, falls out of L2 above that. WINOGRAD takes
+ * opt-in (DC_CONV_ALGO=winograd). Backward-weights (for_weights, always F(2x2)) is opt-in too: it was
+ * 1.1-1.25x faster on 32-128 channels, but its reduction over tiles runs in blocks whose boundaries depend
+ * on the per-rank batch, with larger rounding than the direct kernel, and 20 steps on 1 and on 2 ranks
+ * (e2e_mpi) drifted apart by 6.8e-4 instead of 7e-7 (tolerance 1e-4). Forward and backward-data do not
+ * depend on the batch split: each tile's sums run in the same order whatever the block. WINOGRAD takes
  * Winograd wherever it is usable. */
 static int winograd_pass_for(const dc_conv_shape *s, int backward_data, int for_weights, dc_wino_pass *p) {
     const dc_conv_algo algo = dc_conv_get_algo();
@@ -773,7 +776,7 @@ static int winograd_pass_for(const dc_conv_shape *s, int backward_data, int for_
     if (algo == DC_CONV_ALGO_AUTO) {
         const int tiles_per_row = (p->W_out + 1) / 2, lanes = (tiles_per_row + 7) / 8 * 8;
         if (p->C_in < 32 || p->C_out < 32 || 4 * tiles_per_row < 3 * lanes || p->W_out % 32 == 0) return 0;
-        if (for_weights && (p->C_in > 128 || p->C_out > 128)) return 0;
+        if (for_weights) return 0; /* see above: backward-weights is opt-in */
     }
     return dc_wino_usable(p);
 }

@@ -32,16 +32,18 @@ size_t dc_conv_chunk_min_cols(void);
  * A 1x1 stride-1 pad-0 convolution needs no col and always runs the whole batch as one chunk (returns N). */
 int dc_conv_images_per_chunk(const dc_conv_shape *s, int N);
 
-/* Which algorithm runs each pass. AUTO (the default) takes Winograd F(2x2,3x3) for 3x3 stride-1 passes
- * where it measured faster and F(2x2,3x3) applies (>= 32 channels in and out, tile rows filling >= 3/4 of
- * a vector, output width not a multiple of 32; backward-weights <= 128 channels; conv_im2col.c,
- * winograd_pass_for), else the direct
- * stride-1 AVX2 kernels where they apply (stride 1, groups 1, output width % 8 == 0, output channels % 8 ==
- * 0, built with AVX2+FMA), else im2col + sgemm. WINOGRAD takes Winograd wherever it is usable (3x3 stride 1,
- * 4..256 channels, C_out % 4 == 0), DIRECT never, IM2COL forces im2col + sgemm everywhere (tests and
- * benchmarks compare them). Backward-weights follows forward: Winograd when forward is, else direct when
- * forward could be, else im2col. The environment variable DC_CONV_ALGO=auto|winograd|direct|im2col sets the
- * default (read once). Like the chunk budget, set it before sizing the workspace. */
+/* Which algorithm runs each pass.
+ *   AUTO (default)  forward and backward-data: Winograd F(2x2,3x3) for 3x3 stride-1 passes where it measured
+ *                   faster (>= 32 channels in and out, tile rows filling >= 3/4 of a vector, output width not
+ *                   a multiple of 32; conv_im2col.c, winograd_pass_for), else the direct stride-1 AVX2
+ *                   kernels where they apply (stride 1, groups 1, output width % 8 == 0, output channels % 8
+ *                   == 0, built with AVX2+FMA), else im2col + sgemm. Backward-weights: direct when forward
+ *                   could be, else im2col (never Winograd: see winograd_pass_for).
+ *   WINOGRAD        Winograd wherever usable (3x3 stride 1, 4..256 channels, C_out % 4 == 0),
+ * backward-weights included, F(4x4,3x3) at output widths that are multiples of 32. DIRECT          never
+ * Winograd; IM2COL: im2col + sgemm everywhere. Tests and benchmarks compare them. The environment variable
+ * DC_CONV_ALGO=auto|winograd|direct|im2col sets the default (read once). Like the chunk budget, set it before
+ * sizing the workspace. */
 typedef enum {
     DC_CONV_ALGO_AUTO = 0,
     DC_CONV_ALGO_IM2COL = 1,
