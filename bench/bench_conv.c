@@ -13,7 +13,8 @@
  *   --cputime   time with the process CPU clock (for OMP_NUM_THREADS=1 on a busy machine)
  *   --reps R    repetitions per timing, the best is kept (default 3, after one warm-up run)
  *   --only S    only the shapes whose name contains S
- * The environment variable DC_CONV_ALGO=im2col times the im2col + sgemm path everywhere.
+ * DC_CONV_ALGO=auto|winograd|direct|im2col picks the engine (conv_tuning.h); bench/run_bench_conv.sh alternates
+ * engines and prints them side by side.
  */
 #include "core/check.h"
 #include "core/conv.h"
