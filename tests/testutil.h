@@ -6,14 +6,13 @@
 #ifndef DC_TESTUTIL_H
 #define DC_TESTUTIL_H
 
-#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "remove_tree.h"
 
 /* Reads a whole file into a malloc'd buffer of exactly its size (so ASan catches any overread); NULL if it
  * cannot be read. */
@@ -32,25 +31,6 @@ static inline uint8_t *tu_slurp(const char *path, size_t *len) {
     }
     *len = (size_t)n;
     return buf;
-}
-
-/* Removes a directory tree the test made (rm -rf; symbolic links are removed, never followed). */
-static inline void tu_remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    char p[1024];
-    for (struct dirent *de; (de = readdir(d)) != NULL;) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        int n = snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (n < 0 || (size_t)n >= sizeof p) continue; /* a path this long is not one a test made */
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            tu_remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static int tu_failures = 0;

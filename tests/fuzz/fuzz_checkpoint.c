@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     char dir[300], done[400], model_path[400], state_path[400];
     fuzz_path(dir, sizeof dir, "ckpt");
-    fuzz_remove_tree(dir);
+    tu_remove_tree(dir);
     FUZZ_ASSERT(mkdir(dir, 0700) == 0);
     FUZZ_ASSERT(dc_ckpt_path(done, sizeof done, dir, "DONE", step) == DC_OK);
     FUZZ_ASSERT(dc_ckpt_path(model_path, sizeof model_path, dir, "model", step) == DC_OK);

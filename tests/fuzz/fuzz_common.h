@@ -23,6 +23,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../remove_tree.h"
+
 /* Aborts with a message: an invariant of the parser's output does not hold (libFuzzer reports it as a
  * crash and keeps the input). */
 #define FUZZ_ASSERT(cond)                                                                                    \
@@ -38,26 +40,8 @@
 
 static char fuzz_dir_path[256];
 
-static inline void fuzz_remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *de;
-    char path[512];
-    while ((de = readdir(d)) != NULL) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        struct stat st;
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            fuzz_remove_tree(path);
-        else
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static inline void fuzz_cleanup(void) {
-    if (fuzz_dir_path[0]) fuzz_remove_tree(fuzz_dir_path);
+    if (fuzz_dir_path[0]) tu_remove_tree(fuzz_dir_path);
 }
 
 /* The process's private directory (created on the first call). */
