@@ -775,7 +775,7 @@ static int winograd_pass_for(const dc_conv_shape *s, int backward_data, int for_
         *p = (dc_wino_pass){s->C_out, s->C_in, s->H_out, s->W_out, 2 - s->pad, s->H_in, s->W_in, 1};
     if (algo == DC_CONV_ALGO_AUTO) {
         const int tiles_per_row = (p->W_out + 1) / 2, lanes = (tiles_per_row + 7) / 8 * 8;
-        if (p->C_in < 32 || p->C_out < 32 || 4 * tiles_per_row < 3 * lanes || p->W_out % 32 == 0) return 0;
+        if (p->C_in < 32 || p->C_out < 32 || 4 * tiles_per_row < 3 * lanes || dc_wino_tile(p) == 4) return 0;
         if (for_weights) return 0; /* see above: backward-weights is opt-in */
     }
     return dc_wino_usable(p);

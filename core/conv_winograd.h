@@ -25,6 +25,9 @@ typedef struct {
 /* 1 when the pass can run here: built with AVX2 + FMA, 4 <= channels <= 256, C_out % 4 == 0, pad <= 2. */
 int dc_wino_usable(const dc_wino_pass *p);
 
+/* The output tile size the pass takes: 4 (F(4x4,3x3)) when its output width is a multiple of 32, else 2. */
+int dc_wino_tile(const dc_wino_pass *p);
+
 /* Workspace floats for a batch of N (transformed weights plus one tile block per thread slot). */
 size_t dc_wino_workspace_floats(const dc_wino_pass *p, int N);
 

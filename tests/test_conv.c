@@ -224,6 +224,7 @@ static void check_against_naive(const conv_case *cc) {
         fill_value(ws, nws, NAN); /* the engine must not read workspace it did not write */
         dc_conv_forward(&s, N, x, w, bias, y, ws);
         double e = rel_err_fd(y, ry, ny, 1e-3);
+        if (getenv("DC_TEST_VERBOSE")) printf("  %-34s forward rel err %.3g\n", cf->name, e);
         EXPECTF(e < REF_TOL, "%s [%s]: forward rel err %.3g", cc->name, cf->name, e);
 
         /* determinism: a second run is bitwise identical */
@@ -462,6 +463,7 @@ static void check_winograd_thread_invariance(void) {
     float *y[2] = {alloc_floats(nx), alloc_floats(nx)}, *dx[2] = {alloc_floats(nx), alloc_floats(nx)};
     fill_uniform(x, nx, 5, -1.0f, 1.0f);
     fill_uniform(w, nw, 6, -0.5f, 0.5f);
+    fill_value(dw, nw, 0.0f); /* backward accumulates into dw */
     for (int k = 0; k < 2; k++) {
         omp_set_num_threads(k ? 3 : 1);
         dc_conv_forward(&s, N, x, w, NULL, y[k], ws);
