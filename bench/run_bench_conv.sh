@@ -29,7 +29,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done | python3 -c '
 import sys
 algos = sys.argv[1].split(",")
-best, paths, sgemm, core = {}, {}, 0.0, ""
+best, paths, gflops, sgemm, core = {}, {}, {}, 0.0, ""
 for line in sys.stdin:
     algo, text = line.rstrip("\n").split("|", 1)
     if text.startswith("OpenBLAS core:"): core = text.split("|")[0].split(":")[1].strip()
@@ -41,7 +41,7 @@ for line in sys.stdin:
     times = [float(cols[i].split()[0]) for i in (1, 2, 3)]
     key = (name, algo)
     best[key] = [min(a, b) for a, b in zip(best.get(key, times), times)]
-    paths[key], paths[name] = path, gflop
+    paths[key], gflops[name] = path, gflop
 print("OpenBLAS kernel %s, %s thread(s), best sgemm 1024^3 %.1f GFLOP/s; best of %s rounds per pass" % (core, sys.argv[2], sgemm, sys.argv[3]))
 print("%-26s %-16s | %-19s | %-19s | %-19s | %8s %6s" % ("layer", "path", "fwd ms  GF/s  sgemm", "bwd-w ms GF/s sgemm", "bwd-d ms GF/s sgemm", "total ms", "ratio"))
 names = []
@@ -51,8 +51,8 @@ for n in names:
     base = None
     for a in algos:
         if (n, a) not in best: continue
-        t = best[(n, a)]; gf = paths[n]; tot = sum(t)
+        t = best[(n, a)]; gf = gflops[n]; tot = sum(t)
         base = base or tot
-        cells = ["%6.2f %5.1f %4.0f%%" % (x, 2 * 0 + gf / (x * 1e-3), 100 * gf / (x * 1e-3) / sgemm) for x in t]
+        cells = ["%6.2f %5.1f %4.0f%%" % (x, gf / (x * 1e-3), 100 * gf / (x * 1e-3) / sgemm) for x in t]
         print("%-26s %-16s | %s | %s | %s | %8.2f %6.2f" % (n, a + ":" + paths[(n, a)][:8], cells[0], cells[1], cells[2], tot, base / tot))
 ' "$(IFS=,; echo "${ALGOS[*]}")" "$THREADS" "$ROUNDS"
