@@ -448,7 +448,8 @@ static void check_algorithm_choice(void) {
 }
 
 /* Winograd computes each output from the same tile blocks whatever the thread count: forward and dx are
- * bitwise identical on 1 and on 3 threads (3: blocks do not divide evenly). */
+ * bitwise identical on 1 thread and on 3 requested ones (the engine runs at most one per processor, so 2 on
+ * a 2-core machine; 3 where there are more, and then the blocks do not divide evenly). */
 static void check_winograd_thread_invariance(void) {
     dc_conv_shape s;
     REQUIRE(dc_conv_shape_init(&s, 32, 32, 3, 3, 1, 1, 1, 16, 16) == DC_OK);
