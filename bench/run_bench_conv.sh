@@ -10,6 +10,8 @@
 # invocation, and the ratio of each algorithm's fwd+bwd time to the first one's. The best of alternating
 # rounds is used because this VM's speed drifts by 10-30% over minutes; both algorithms see the same drift.
 #
+# ONLY=S benchmarks only the layers whose name contains S (e.g. ONLY=s2).
+#
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are UNSET for this benchmark (the OpenBLAS kernel it picks, Zen here,
 # is printed), like run_bench_train.sh.
 set -u
@@ -24,7 +26,7 @@ BIN=$BUILD/bench/bench_conv
 [ -x "$BIN" ] || { echo "build $BIN first (cmake --build $BUILD --target bench_conv)"; exit 1; }
 for r in $(seq 1 "$ROUNDS"); do
   for a in "${ALGOS[@]}"; do
-    DC_CONV_ALGO=$a OMP_NUM_THREADS=$THREADS "$BIN" --reps 3 | sed "s/^/$a|/"
+    DC_CONV_ALGO=$a OMP_NUM_THREADS=$THREADS "$BIN" --reps 3 ${ONLY:+--only "$ONLY"} | sed "s/^/$a|/"
   done
 done | python3 -c '
 import sys

@@ -342,7 +342,7 @@ static void col2im_chunk(const dc_conv_shape *s, int N, int n0, int nc, const fl
     }
 }
 
-/* ---- direct stride-1 path (AVX2 + FMA) ----------------------------------------------------------------- */
+/* ---- direct path (AVX2 + FMA): stride 1, and stride 2 by phases --------------------------------------- */
 /*
  * For the small-channel CIFAR layers the im2col path spends more time moving data than multiplying: col is
  * KH*KW times the input, written by im2col and then read and re-packed by sgemm, and each packed element is
@@ -363,10 +363,22 @@ static void col2im_chunk(const dc_conv_shape *s, int N, int n0, int nc, const fl
  *    transposed to [position][C_out], so 8 output channels are one vector; tiles of 16 channels x 6 k
  *    (12 accumulators) take, per position, 2 vector loads of dy and 6 broadcasts of the input.
  *
- * Used when: stride 1, groups 1, output width a multiple of 8, output channels a multiple of 8 (for
- * backward-data: input width and channels multiples of 8, pad <= KH-1 and KW-1), and the build targets AVX2
- * and FMA. Everything else takes the im2col path. Each output (and each dw entry) is summed by one thread
- * in a fixed order, so results are deterministic.
+ * Stride 2 (forward and backward-weights): the padded image is stored as its 2x2 phases,
+ * xq_c[p][q][i][j] = xp_c[2i + p][2j + q], each a plane of Hq x Wq. Then
+ *
+ *     y[co][ho*W_out + wo] = sum_k w[co][k] * xp_c[(2ho + ki)*Wp + 2wo + kj]
+ *                          = sum_k w[co][k] * xq_c[ki%2][kj%2][(ho + ki/2)*Wq + wo + kj/2]
+ *
+ * the same implicit GEMM with pos = ho*Wq + wo and off[k] pointing into tap k's phase plane: 8 consecutive
+ * outputs of a row read 8 consecutive floats of one phase row, so the same kernel runs it, with no wasted
+ * multiply. Only the forward pass takes it: backward-data of a stride-2 convolution is not a stride-1
+ * convolution of dy, and the backward-weights kernel on phases was slower than im2col on three of the four
+ * stride-2 layers measured (docs/PERFORMANCE.md), so both stay on im2col.
+ *
+ * Used when: stride 1 (or stride 2 and a kernel larger than 1x1: forward only), groups 1, output width a
+ * multiple of 8, output channels a multiple of 8 (for backward-data: input width and channels multiples of
+ * 8, pad <= KH-1 and KW-1), and the build targets AVX2 and FMA. Everything else takes the im2col path. Each
+ * output (and each dw entry) is summed by one thread in a fixed order, so results are deterministic.
  */
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -375,44 +387,79 @@ static void col2im_chunk(const dc_conv_shape *s, int N, int n0, int nc, const fl
 #define DC_CONV_HAVE_DIRECT 0
 #endif
 
-/* A stride-1 convolution of zero-padded planes: the forward one, or the transposed one of backward-data. */
+/* A convolution of zero-padded planes: the forward one (stride 1 or 2), or the stride-1 transposed one of
+ * backward-data. The padded input of one image is stored as [C_in][phases_h][phases_w][Hq][Wq]: its
+ * stride x stride phases (only those a tap reads: one per dimension for a 1-wide kernel); for stride 1 one
+ * phase, the padded plane itself (Hq = Hp, Wq = Wp). */
 typedef struct {
-    int C_in, C_out, KH, KW, padH, padW;
-    int H_in, W_in;   /* unpadded input */
-    int Hp, Wp;       /* padded input */
-    int H_out, W_out; /* Hp - KH + 1, Wp - KW + 1 */
+    int C_in, C_out, KH, KW, padH, padW, stride;
+    int H_in, W_in;         /* unpadded input */
+    int Hp, Wp;             /* padded input */
+    int H_out, W_out;       /* (Hp - KH) / stride + 1, (Wp - KW) / stride + 1 */
+    int phases_h, phases_w; /* min(stride, KH), min(stride, KW) */
+    int Hq, Wq;             /* one phase plane: H_out + (KH - 1) / stride rows, likewise columns */
 } direct_geom;
 
-static direct_geom direct_geom_make(int C_in, int C_out, int KH, int KW, int padH, int padW, int H_in,
-                                    int W_in) {
-    direct_geom g = {C_in, C_out, KH, KW, padH, padW, H_in, W_in, H_in + 2 * padH, W_in + 2 * padW, 0, 0};
-    g.H_out = g.Hp - KH + 1;
-    g.W_out = g.Wp - KW + 1;
+static direct_geom direct_geom_make(int C_in, int C_out, int KH, int KW, int padH, int padW, int stride,
+                                    int H_in, int W_in) {
+    direct_geom g = {C_in, C_out, KH, KW, padH, padW, stride, H_in, W_in, H_in + 2 * padH, W_in + 2 * padW,
+                     0,    0,     0,  0,  0,    0};
+    g.H_out = (g.Hp - KH) / stride + 1;
+    g.W_out = (g.Wp - KW) / stride + 1;
+    g.phases_h = KH < stride ? KH : stride;
+    g.phases_w = KW < stride ? KW : stride;
+    g.Hq = g.H_out + (KH - 1) / stride;
+    g.Wq = g.W_out + (KW - 1) / stride;
     return g;
 }
 
 static direct_geom direct_geom_forward(const dc_conv_shape *s) {
-    return direct_geom_make(s->C_in, s->C_out, s->KH, s->KW, s->pad, s->pad, s->H_in, s->W_in);
+    return direct_geom_make(s->C_in, s->C_out, s->KH, s->KW, s->pad, s->pad, s->stride, s->H_in, s->W_in);
 }
 
-/* dx = conv(dy, w^T flipped): input dy [C_out, H_out, W_out] padded by K-1-pad, output [C_in, H_in, W_in]. */
+/* dx = conv(dy, w^T flipped): input dy [C_out, H_out, W_out] padded by K-1-pad, output [C_in, H_in, W_in];
+ * only for stride-1 shapes (direct_usable checks). */
 static direct_geom direct_geom_backward_data(const dc_conv_shape *s) {
-    return direct_geom_make(s->C_out, s->C_in, s->KH, s->KW, s->KH - 1 - s->pad, s->KW - 1 - s->pad, s->H_out,
-                            s->W_out);
+    return direct_geom_make(s->C_out, s->C_in, s->KH, s->KW, s->KH - 1 - s->pad, s->KW - 1 - s->pad, 1,
+                            s->H_out, s->W_out);
+}
+
+/* Floats of one input channel in the padded buffer (all its phases). */
+static int64_t direct_channel_floats(const direct_geom *g) {
+    return (int64_t)g->phases_h * g->phases_w * g->Hq * g->Wq;
+}
+
+/* Offset of tap k = (c*KH + ki)*KW + kj from an output position's base ho*Wq + wo: channel c, phase
+ * (ki % stride, kj % stride), shifted by (ki / stride) rows and kj / stride columns. */
+static int direct_tap_offset(const direct_geom *g, int k) {
+    const int KK = g->KH * g->KW, c = k / KK, ki = (k % KK) / g->KW, kj = k % g->KW, st = g->stride;
+    const int64_t plane = (int64_t)g->Hq * g->Wq;
+    return (int)(c * direct_channel_floats(g) + ((ki % st) * g->phases_w + kj % st) * plane +
+                 (int64_t)(ki / st) * g->Wq + kj / st);
 }
 
 static int direct_usable(const dc_conv_shape *s, const direct_geom *g) {
     if (!DC_CONV_HAVE_DIRECT || !direct_algo_enabled()) return 0;
-    if (s->stride != 1 || s->groups != 1 || conv_is_pointwise(s)) return 0;
+    if (s->groups != 1 || conv_is_pointwise(s)) return 0;
+    /* stride 2 only as the forward geometry (backward-data of a strided convolution is not one), and not for
+     * 1x1 kernels: the 1x1 stride-2 shortcuts measured even with im2col (docs/PERFORMANCE.md) */
+    if (g->stride != s->stride || (s->stride != 1 && s->stride != 2)) return 0;
+    if (s->stride == 2 && s->KH * s->KW == 1) return 0;
     if (g->padH < 0 || g->padW < 0 || g->H_out < 1 || g->W_out < 8) return 0;
     if (g->W_out % 8 || g->C_out % 8) return 0;
     /* offsets into the padded chunk are ints (the chunk is at most max(budget, one image) floats) */
-    if ((int64_t)g->C_in * g->Hp * g->Wp > INT32_MAX / 4 || dc_conv_chunk_floats() > INT32_MAX / 4) return 0;
+    if (g->C_in * direct_channel_floats(g) > INT32_MAX / 4 || dc_conv_chunk_floats() > INT32_MAX / 4)
+        return 0;
     return 1;
 }
 
+/* Backward-weights by the direct kernel: stride 1 only (see above). */
+static int direct_dw_usable(const dc_conv_shape *s, const direct_geom *forward) {
+    return s->stride == 1 && direct_usable(s, forward);
+}
+
 static size_t direct_images_per_chunk(const direct_geom *g, int N) {
-    size_t per_image = (size_t)g->C_in * g->Hp * g->Wp;
+    size_t per_image = (size_t)(g->C_in * direct_channel_floats(g));
     size_t images = dc_conv_chunk_floats() / per_image;
     if (images < 1) images = 1;
     if (images > (size_t)N) images = (size_t)N;
@@ -422,7 +469,7 @@ static size_t direct_images_per_chunk(const direct_geom *g, int N) {
 /* Workspace of the direct path: [padded chunk | K offsets (ints) | packed weights [C_out/4][K][4]], the
  * weights 64-byte aligned relative to the workspace. */
 static size_t direct_pad_floats(const direct_geom *g, int N) {
-    return direct_images_per_chunk(g, N) * g->C_in * g->Hp * g->Wp;
+    return direct_images_per_chunk(g, N) * (size_t)(g->C_in * direct_channel_floats(g));
 }
 static size_t direct_weights_at(const direct_geom *g, int N) {
     const size_t K = (size_t)g->C_in * g->KH * g->KW;
@@ -496,10 +543,55 @@ static int *direct_offsets(const direct_geom *g, int N, float *ws) {
     return (int *)(ws + direct_pad_floats(g, N));
 }
 
+/* Stride 2: images n0 .. n0+nc-1 of in[C_in][N][H_in][W_in] as the phases of their padded planes,
+ * pad_buf[nc][C_in][phases_h][phases_w][Hq][Wq] with xq[p][q][i][j] = xp[2i + p][2j + q] (0 in the padding,
+ * and in the last row or column of a phase that no tap reads). Parallel over planes. Each phase row is a
+ * zero head, a copy of every second input value, and a zero tail, so the copy has no branch per value. */
+static void direct_phase_chunk(const direct_geom *g, int N, int n0, int nc, const float *restrict in,
+                               float *restrict pad_buf) {
+    const int Hq = g->Hq, Wq = g->Wq, H_in = g->H_in, W_in = g->W_in, padW = g->padW;
+    const int64_t plane = (int64_t)Hq * Wq, chan = direct_channel_floats(g), P_in = (int64_t)H_in * W_in;
+#pragma omp parallel for collapse(2) schedule(static) if (PAR_WORTH((int64_t)nc * g->C_in * chan))
+    for (int j = 0; j < nc; j++) {
+        for (int c = 0; c < g->C_in; c++) {
+            const float *restrict src = in + ((int64_t)c * N + n0 + j) * P_in;
+            float *restrict dst = pad_buf + ((int64_t)j * g->C_in + c) * chan;
+            for (int q = 0; q < g->phases_w; q++) {
+                /* the columns x of phase q that hold input column w = 2x + q - padW, 0 <= w < W_in */
+                int x_lo = (padW - q + 1) / 2, x_hi = (W_in - 1 + padW - q) / 2 + 1;
+                if (x_lo < 0) x_lo = 0;
+                if (x_hi > Wq) x_hi = Wq;
+                if (W_in - 1 + padW - q < 0 || x_hi < x_lo) x_hi = x_lo;
+                const int w_lo = 2 * x_lo + q - padW;
+                for (int p = 0; p < g->phases_h; p++) {
+                    float *restrict phase = dst + (p * g->phases_w + q) * plane;
+                    for (int i = 0; i < Hq; i++) {
+                        float *restrict row = phase + (int64_t)i * Wq;
+                        const int h = 2 * i + p - g->padH;
+                        if (h < 0 || h >= H_in) {
+                            for (int x = 0; x < Wq; x++) row[x] = 0.0f;
+                            continue;
+                        }
+                        const float *restrict from = src + (int64_t)h * W_in + w_lo;
+                        for (int x = 0; x < x_lo; x++) row[x] = 0.0f;
+                        for (int x = 0; x < x_hi - x_lo; x++) row[x_lo + x] = from[2 * x];
+                        for (int x = x_hi; x < Wq; x++) row[x] = 0.0f;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* Copies images n0 .. n0+nc-1 of in[C_in][N][H_in][W_in] (CNHW) zero-padded to pad_buf[nc][C_in][Hp][Wp],
- * parallel over planes. Image-major, so one image's channels are one contiguous block for the kernels. */
+ * parallel over planes (stride 2: as phases, direct_phase_chunk). Image-major, so one image's channels are
+ * one contiguous block for the kernels. */
 static void direct_pad_chunk(const direct_geom *g, int N, int n0, int nc, const float *restrict in,
                              float *restrict pad_buf) {
+    if (g->stride != 1) {
+        direct_phase_chunk(g, N, n0, nc, in, pad_buf);
+        return;
+    }
     const int Hp = g->Hp, Wp = g->Wp, H_in = g->H_in, W_in = g->W_in, padH = g->padH, padW = g->padW;
     const int64_t plane_p = (int64_t)Hp * Wp, P_in = (int64_t)H_in * W_in;
 #pragma omp parallel for collapse(2) schedule(static) if (PAR_WORTH((int64_t)nc * g->C_in * plane_p))
@@ -520,23 +612,19 @@ static void direct_pad_chunk(const direct_geom *g, int N, int n0, int nc, const 
 #endif
 
 /* out[C_out][N][H_out][W_out] = direct convolution of in[C_in][N][H_in][W_in] (CNHW) with packed weights, in
- * image chunks: copy the chunk zero-padded to [nc][C_in][Hp][Wp], then run the tiles of every image, parallel
- * over (image, tile) pairs (each writes its own outputs). */
+ * image chunks: copy the chunk zero-padded to [nc][C_in][Hp][Wp] (stride 2: its phases), then run the tiles
+ * of every image, parallel over (image, tile) pairs (each writes its own outputs). */
 static void direct_run(const direct_geom *g, int N, const float *restrict in, const float *restrict wp,
                        const float *restrict bias, float *restrict out, float *restrict ws) {
 #if DC_CONV_HAVE_DIRECT
-    const int K = g->C_in * g->KH * g->KW, KK = g->KH * g->KW;
-    const int Wp = g->Wp;
-    const int64_t plane_p = (int64_t)g->Hp * Wp;
+    const int K = g->C_in * g->KH * g->KW;
+    const int Wq = g->Wq;
     const int64_t P_out = (int64_t)g->H_out * g->W_out, M = (int64_t)N * P_out;
     const int per_chunk = (int)direct_images_per_chunk(g, N);
     float *pad_buf = ws;
     int *off = direct_offsets(g, N, ws);
-    for (int k = 0; k < K; k++) {
-        const int c = k / KK, t = k % KK;
-        off[k] = (int)(c * plane_p + (t / g->KW) * Wp + t % g->KW);
-    }
-    const int64_t img_stride = (int64_t)g->C_in * plane_p;
+    for (int k = 0; k < K; k++) off[k] = direct_tap_offset(g, k);
+    const int64_t img_stride = g->C_in * direct_channel_floats(g);
     const int segs_per_image = (int)(P_out / 8), blocks = g->C_out / 4;
     for (int n0 = 0; n0 < N; n0 += per_chunk) {
         const int nc = N - n0 < per_chunk ? N - n0 : per_chunk;
@@ -552,7 +640,7 @@ static void direct_run(const direct_geom *g, int N, const float *restrict in, co
             for (int v = 0; v < nv; v++) {
                 const int64_t seg = 3 * t + v;
                 const int j = (int)(seg / segs_per_image), pos = (int)(seg % segs_per_image) * 8;
-                in_off[v] = (int)(j * img_stride + (pos / g->W_out) * Wp + pos % g->W_out);
+                in_off[v] = (int)(j * img_stride + (pos / g->W_out) * Wq + pos % g->W_out);
                 out_off[v] = (int64_t)(n0 + j) * P_out + pos;
             }
             for (int b = 0; b < blocks; b++) {
@@ -616,7 +704,7 @@ static inline __attribute__((always_inline)) void
 direct_dw_tile(const int nv, const int nq, const direct_geom *g, const float *restrict pad_buf,
                int64_t img_stride, int j0, int j1, const float *restrict dyT, int C_out,
                const int *restrict off, float *restrict dw, int K) {
-    const int W_out = g->W_out, H_out = g->H_out, Wp = g->Wp;
+    const int W_out = g->W_out, H_out = g->H_out, Wq = g->Wq;
     const int64_t P_out = (int64_t)H_out * W_out;
     __m256 acc[2][6];
 #pragma GCC unroll 8
@@ -627,7 +715,7 @@ direct_dw_tile(const int nv, const int nq, const direct_geom *g, const float *re
         const float *restrict img = pad_buf + (int64_t)j * img_stride;
         const float *restrict dp = dyT + (int64_t)j * P_out * C_out;
         for (int ho = 0; ho < H_out; ho++) {
-            const float *restrict xrow = img + (int64_t)ho * Wp;
+            const float *restrict xrow = img + (int64_t)ho * Wq;
             for (int wo = 0; wo < W_out; wo++) {
                 __m256 d[2];
 #pragma GCC unroll 8
@@ -686,7 +774,7 @@ static void direct_dw_tile_any(int nv, int nq, const direct_geom *g, const float
 
 /* Images per chunk of the direct backward-weights: the padded images plus their transposed dy. */
 static size_t direct_dw_images_per_chunk(const direct_geom *g, int N) {
-    size_t per_image = (size_t)g->C_in * g->Hp * g->Wp + (size_t)g->C_out * g->H_out * g->W_out;
+    size_t per_image = (size_t)(g->C_in * direct_channel_floats(g)) + (size_t)g->C_out * g->H_out * g->W_out;
     size_t images = dc_conv_chunk_floats() / per_image;
     if (images < 1) images = 1;
     if (images > (size_t)N) images = (size_t)N;
@@ -696,7 +784,7 @@ static size_t direct_dw_images_per_chunk(const direct_geom *g, int N) {
 /* Its workspace: [padded chunk | transposed dy chunk | K offsets]. */
 static size_t direct_dw_workspace_floats(const direct_geom *g, int N) {
     return direct_dw_images_per_chunk(g, N) *
-               ((size_t)g->C_in * g->Hp * g->Wp + (size_t)g->C_out * g->H_out * g->W_out) +
+               ((size_t)(g->C_in * direct_channel_floats(g)) + (size_t)g->C_out * g->H_out * g->W_out) +
            (size_t)g->C_in * g->KH * g->KW + 16;
 }
 
@@ -713,16 +801,13 @@ static void direct_backward_weights(const dc_conv_shape *s, int N, const float *
 #if DC_CONV_HAVE_DIRECT
     const direct_geom gd = direct_geom_forward(s);
     const direct_geom *g = &gd;
-    const int K = g->C_in * g->KH * g->KW, KK = g->KH * g->KW, C_out = g->C_out;
-    const int64_t plane_p = (int64_t)g->Hp * g->Wp, img_stride = (int64_t)g->C_in * plane_p;
+    const int K = g->C_in * g->KH * g->KW, C_out = g->C_out;
+    const int64_t img_stride = g->C_in * direct_channel_floats(g);
     const int64_t P_out = (int64_t)g->H_out * g->W_out, M = (int64_t)N * P_out;
     const int per_chunk = (int)direct_dw_images_per_chunk(g, N);
     float *pad_buf = ws, *dyT = ws + (size_t)per_chunk * img_stride;
     int *off = (int *)(dyT + (size_t)per_chunk * P_out * C_out);
-    for (int k = 0; k < K; k++) {
-        const int c = k / KK, t = k % KK;
-        off[k] = (int)(c * plane_p + (t / g->KW) * g->Wp + t % g->KW);
-    }
+    for (int k = 0; k < K; k++) off[k] = direct_tap_offset(g, k);
     const int blocks = (C_out + 15) / 16, kgroups = (K + 5) / 6;
     int group = (int)(1024 / P_out);
     if (group < 1) group = 1;
@@ -799,15 +884,14 @@ int dc_conv_uses_direct(const dc_conv_shape *s, int backward_data) {
 size_t dc_conv_workspace_floats(const dc_conv_shape *s, int N) {
     if (conv_is_pointwise(s)) return 0;
     const direct_geom gf = direct_geom_forward(s), gb = direct_geom_backward_data(s);
-    const int fwd_direct = direct_usable(s, &gf), dx_direct = direct_usable(s, &gb);
+    const int fwd_direct = direct_usable(s, &gf), dw_direct = direct_dw_usable(s, &gf),
+              dx_direct = direct_usable(s, &gb);
     size_t need = 0;
-    /* the col chunk, for whichever pass runs on im2col (backward-weights goes with forward) */
-    if (!fwd_direct || !dx_direct)
+    /* the col chunk, for whichever pass runs on im2col (forward im2col implies backward-weights im2col) */
+    if (!dw_direct || !dx_direct)
         need = (size_t)s->C_in * s->KH * s->KW * (size_t)dc_conv_images_per_chunk(s, N) * s->H_out * s->W_out;
-    if (fwd_direct) {
-        if (direct_workspace_floats(&gf, N) > need) need = direct_workspace_floats(&gf, N);
-        if (direct_dw_workspace_floats(&gf, N) > need) need = direct_dw_workspace_floats(&gf, N);
-    }
+    if (fwd_direct && direct_workspace_floats(&gf, N) > need) need = direct_workspace_floats(&gf, N);
+    if (dw_direct && direct_dw_workspace_floats(&gf, N) > need) need = direct_dw_workspace_floats(&gf, N);
     if (dx_direct && direct_workspace_floats(&gb, N) > need) need = direct_workspace_floats(&gb, N);
     for (int backward_data = 0; backward_data <= 1; backward_data++) {
         dc_wino_pass p;
@@ -921,7 +1005,7 @@ void dc_conv_backward(const dc_conv_shape *s, int N, const float *x, const float
     const direct_geom gd = direct_geom_backward_data(s), gf = direct_geom_forward(s);
     dc_wino_pass dx_pass, dw_pass;
     const int dw_wino = winograd_pass_for(s, 0, 1, &dw_pass);
-    const int dw_direct = !dw_wino && direct_usable(s, &gf);
+    const int dw_direct = !dw_wino && direct_dw_usable(s, &gf);
     const int dx_wino = dx && winograd_pass(s, 1, &dx_pass);
     const int dx_direct = dx && !dx_wino && direct_usable(s, &gd);
     const int dx_im2col = dx && !dx_wino && !dx_direct;

@@ -398,6 +398,11 @@ static void check_bad_shapes(void) {
 /* The fast paths must actually be taken where they are meant to be (a test that silently runs the fallback
  * would not test them), and never where they do not apply. */
 static void check_algorithm_choice(void) {
+#if defined(__AVX2__) && defined(__FMA__)
+    const int have_direct = 1;
+#else
+    const int have_direct = 0;
+#endif
     dc_conv_shape s;
     REQUIRE(dc_conv_shape_init(&s, 16, 16, 3, 3, 1, 1, 1, 32, 32) == DC_OK);
 #if defined(__AVX2__) && defined(__FMA__)
@@ -437,8 +442,13 @@ static void check_algorithm_choice(void) {
     REQUIRE(dc_conv_shape_init(&s, 3, 16, 3, 3, 1, 1, 1, 32, 32) == DC_OK); /* C_in 3: forward not Winograd */
     EXPECT(!dc_conv_uses_winograd(&s, 0));
     REQUIRE(dc_conv_shape_init(&s, 16, 32, 3, 3, 2, 1, 1, 32, 32) == DC_OK); /* stride 2 */
-    EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
+    EXPECT(dc_conv_uses_direct(&s, 0) == have_direct);                       /* forward by phases */
+    EXPECT(!dc_conv_uses_direct(&s, 1));                                     /* backward-data: im2col */
     EXPECT(!dc_conv_uses_winograd(&s, 0) && !dc_conv_uses_winograd(&s, 1));
+    REQUIRE(dc_conv_shape_init(&s, 16, 32, 3, 3, 3, 1, 1, 48, 48) == DC_OK); /* stride 3: im2col */
+    EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
+    REQUIRE(dc_conv_shape_init(&s, 16, 32, 1, 1, 2, 0, 1, 32, 32) == DC_OK); /* 1x1 stride 2: im2col */
+    EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_direct(&s, 1));
     REQUIRE(dc_conv_shape_init(&s, 16, 16, 3, 3, 1, 1, 2, 32, 32) == DC_OK); /* groups */
     EXPECT(!dc_conv_uses_direct(&s, 0) && !dc_conv_uses_winograd(&s, 0));
     REQUIRE(dc_conv_shape_init(&s, 512, 512, 3, 3, 1, 1, 1, 7, 7) == DC_OK); /* width 7 */
@@ -555,6 +565,15 @@ int main(void) {
         {3, 8, 3, 3, 1, 1, 1, 4, 8, 2, 1, "direct forward, im2col backward-data (C_in 3, K % 6 = 3)"},
         {4, 8, 5, 5, 1, 2, 1, 3, 8, 3, 0, "direct 5x5 p2 (K % 6 = 4)"},
         {5, 8, 5, 5, 1, 2, 1, 3, 8, 2, 1, "direct 5x5 p2 (K % 6 = 5)"},
+        /* stride 2 by phases (forward only): odd and even inputs, pad 0 (a phase's last row unread), 1x3
+         * (one row phase), 5x5, non-square, the 7x7 stem; 1x1 stride 2 stays on im2col */
+        {8, 8, 3, 3, 2, 1, 1, 16, 16, 2, 1, "direct s2 3x3 p1 16x16"},
+        {8, 16, 3, 3, 2, 1, 1, 15, 16, 3, 0, "direct s2 3x3 p1 15x16 (odd height)"},
+        {8, 8, 3, 3, 2, 0, 1, 17, 17, 2, 1, "direct s2 3x3 p0 17x17"},
+        {8, 8, 1, 3, 2, 0, 1, 5, 17, 2, 1, "direct s2 1x3 (one row phase)"},
+        {4, 8, 5, 5, 2, 2, 1, 9, 16, 2, 0, "direct s2 5x5 p2"},
+        {8, 8, 3, 5, 2, 1, 1, 7, 18, 2, 1, "direct s2 3x5 p1"},
+        {3, 8, 7, 7, 2, 3, 1, 5, 16, 2, 1, "direct s2 7x7 p3 stem (K % 6 = 3)"},
         /* Winograd F(2x2,3x3) (3x3 stride 1, channels >= 4, C_out % 4 == 0): odd output sizes (clipped
          * tiles), pad 0 and 2 (backward-data pad 2 and 0), tiles that span images, 1x1 outputs */
         {4, 4, 3, 3, 1, 1, 1, 7, 9, 3, 1, "winograd 3x3 p1 7x9 (odd tiles)"},
