@@ -363,8 +363,8 @@ static void col2im_chunk(const dc_conv_shape *s, int N, int n0, int nc, const fl
  *    transposed to [position][C_out], so 8 output channels are one vector; tiles of 16 channels x 6 k
  *    (12 accumulators) take, per position, 2 vector loads of dy and 6 broadcasts of the input.
  *
- * Stride 2 (forward and backward-weights): the padded image is stored as its 2x2 phases,
- * xq_c[p][q][i][j] = xp_c[2i + p][2j + q], each a plane of Hq x Wq. Then
+ * Stride 2 (forward): the padded image is stored as its 2x2 phases, xq_c[p][q][i][j] = xp_c[2i + p][2j + q],
+ * each a plane of Hq x Wq. Then
  *
  *     y[co][ho*W_out + wo] = sum_k w[co][k] * xp_c[(2ho + ki)*Wp + 2wo + kj]
  *                          = sum_k w[co][k] * xq_c[ki%2][kj%2][(ho + ki/2)*Wq + wo + kj/2]
