@@ -13,8 +13,8 @@
  *   --cputime   time with the process CPU clock (for OMP_NUM_THREADS=1 on a busy machine)
  *   --reps R    repetitions per timing, the best is kept (default 3, after one warm-up run)
  *   --only S    only the shapes whose name contains S
- * DC_CONV_ALGO=auto|winograd|direct|im2col picks the engine (conv_tuning.h); bench/run_bench_conv.sh alternates
- * engines and prints them side by side.
+ * DC_CONV_ALGO=auto|winograd|direct|im2col picks the engine (conv_tuning.h); bench/run_bench_conv.sh
+ * alternates engines and prints them side by side.
  */
 #include "core/check.h"
 #include "core/conv.h"
@@ -146,8 +146,9 @@ int main(int argc, char **argv) {
     const double peak = sgemm_gflops(1024, reps + 2);
     printf("sgemm 1024^3: %.1f GFLOP/s\n\n", peak);
 
-    /* path: "winograd" or "direct" (fwd/bwd-data) or "im2col/n" (n images per chunk) or "gemm" (1x1 stride 1)
-     */
+    /* path: the forward pass's engine, "winograd", "direct", "im2col/n" (n images per chunk) or "gemm" (1x1
+     * stride 1); the backward passes can differ (conv_tuning.h: e.g. a stride-2 "direct" layer runs both
+     * backward passes on im2col, a "winograd" one its backward-weights on the direct kernel) */
     printf("%-27s %-9s %8s | %8s %6s %5s | %8s %6s %5s | %8s %6s %5s\n", "layer", "path", "GFLOP", "fwd ms",
            "GF/s", "of", "bwd-w ms", "GF/s", "of", "bwd-d ms", "GF/s", "of");
     printf("%-27s %-9s %8s | %8s %6s %5s | %8s %6s %5s | %8s %6s %5s\n", "", "", "per pass", "", "", "sgemm",

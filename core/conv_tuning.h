@@ -32,16 +32,18 @@ size_t dc_conv_chunk_min_cols(void);
  * A 1x1 stride-1 pad-0 convolution needs no col and always runs the whole batch as one chunk (returns N). */
 int dc_conv_images_per_chunk(const dc_conv_shape *s, int N);
 
-/* Which algorithm runs each pass.
- *   AUTO (default)  forward and backward-data: Winograd F(2x2,3x3) for 3x3 stride-1 passes where it measured
- *                   faster (>= 32 channels in and out, tile rows filling >= 3/4 of a vector, output width not
- *                   a multiple of 32; conv_im2col.c, winograd_pass_for), else the direct stride-1 AVX2
- *                   kernels where they apply (stride 1, groups 1, output width % 8 == 0, output channels % 8
- *                   == 0, built with AVX2+FMA), else im2col + sgemm. Backward-weights: direct when forward
- *                   could be, else im2col (never Winograd: see winograd_pass_for).
- *   WINOGRAD        Winograd wherever usable (3x3 stride 1, 4..256 channels, C_out % 4 == 0),
- * backward-weights included, F(4x4,3x3) at output widths that are multiples of 32. DIRECT          never
- * Winograd; IM2COL: im2col + sgemm everywhere. Tests and benchmarks compare them. The environment variable
+/* Which algorithm runs each pass (conv_im2col.c decides; docs/PERFORMANCE.md has the measurements).
+ *
+ * AUTO, the default. Forward and backward-data: Winograd F(2x2,3x3) for 3x3 stride-1 passes where it measured
+ * faster (>= 32 channels in and out, tile rows filling >= 3/4 of a vector, output width not a multiple of
+ * 32: winograd_pass_for); else the direct AVX2 kernels where they apply (groups 1, output width % 8 == 0,
+ * output channels % 8 == 0, built with AVX2+FMA; stride 1, or stride 2 with a kernel larger than 1x1 for
+ * the forward pass only, its input stored as 2x2 phases); else im2col + sgemm. Backward-weights: the direct
+ * kernel when the shape has stride 1 and its forward could take it, else im2col (never Winograd).
+ *
+ * WINOGRAD: Winograd wherever usable (3x3 stride 1, 4..256 channels, C_out % 4 == 0), backward-weights
+ * included, F(4x4,3x3) at output widths that are multiples of 32. DIRECT: as AUTO without Winograd. IM2COL:
+ * im2col + sgemm everywhere. Tests and benchmarks compare them. The environment variable
  * DC_CONV_ALGO=auto|winograd|direct|im2col sets the default (read once). Like the chunk budget, set it before
  * sizing the workspace. */
 typedef enum {
@@ -56,7 +58,8 @@ dc_conv_algo dc_conv_get_algo(void);
 /* Whether forward (backward_data = 0) or backward-data (1) of this shape takes Winograd. */
 int dc_conv_uses_winograd(const dc_conv_shape *s, int backward_data);
 
-/* Whether forward (backward_data = 0) or backward-data (1) of this shape takes the direct kernel. */
+/* Whether forward (backward_data = 0) or backward-data (1) of this shape takes the direct kernel (for a
+ * stride-2 shape the forward can while backward-weights and backward-data stay on im2col). */
 int dc_conv_uses_direct(const dc_conv_shape *s, int backward_data);
 
 #endif /* DC_CONV_TUNING_H */
